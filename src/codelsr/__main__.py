@@ -1,0 +1,3 @@
+from codelsr.cli import main
+
+raise SystemExit(main())

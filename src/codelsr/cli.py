@@ -1,0 +1,196 @@
+"""The ``codelsr`` command: a thin adapter over the library. Library errors become one line on
+stderr and exit status 1; results go to stdout (``--json`` for a stable machine-readable shape)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from codelsr.errors import CodelsrError
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from codelsr.chunking import ChunkingOptions
+    from codelsr.index import build_index
+
+    options = ChunkingOptions(
+        max_file_bytes=args.max_file_bytes,
+        exclude_globs=tuple(args.exclude or ()),
+    )
+    console = _stderr_console()
+    with Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=args.json or not console.is_terminal) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total or 1)
+            bar.update(tasks[stage], completed=done if total else 1, total=total or 1)
+
+        report = build_index(args.path, args.encoder, backend=args.backend, force=args.force,
+                             options=options, progress=progress, lock_timeout=args.wait)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items())) or "none"
+    console.print(f"encoder: {report.encoder} ({report.encoder_id}); backend: {report.backend}")
+    print(
+        f"indexed {report.repo}: {report.files} files, {report.chunks} chunks "
+        f"({report.encoded_chunks} encoded, {report.reused_chunks} reused), skipped: {skipped}, "
+        f"{report.seconds:.1f} s"
+    )
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from codelsr.search import search
+
+    result = search(args.repo, args.query, k=args.k, offset=args.offset, path_glob=args.glob,
+                    language=args.lang, max_chars=args.max_chars, encoder=args.encoder)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        return 0
+    print(f"# encoder: {result.encoder}  repo: {result.repo}")
+    if not result.hits:
+        print("no matches")
+    for rank, hit in enumerate(result.hits, 1 + args.offset):
+        symbol = f"  {hit.symbol}" if hit.symbol else ""
+        print(f"\n{rank}. {hit.path}:{hit.start_line}-{hit.end_line}{symbol}  [{hit.language}]  "
+              f"score {hit.score:.3f}  id {hit.chunk_id}")
+        for line in hit.snippet.splitlines():
+            print(f"   {line}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from codelsr.index import index_status, list_indexes
+
+    statuses = list_indexes() if args.all else [index_status(args.path)]
+    if args.json:
+        out = [s.to_json() for s in statuses]
+        print(json.dumps(out if args.all else out[0], indent=2))
+        return 0
+    for s in statuses:
+        if not s.indexed:
+            print(f"{s.repo}: not indexed; run `codelsr index {s.repo}`")
+            continue
+        changed = {True: "changed since", False: "unchanged since", None: "unknown since"}[s.changed_since_index]
+        commit = (s.indexed_commit or "no commit")[:12]
+        print(f"{s.repo}: {s.chunks} chunks from {s.files} files, encoder {s.encoder}, backend {s.backend}, "
+              f"commit {commit}, working tree {changed} indexing, {s.index_bytes / 1e6:.1f} MB, "
+              f"built {s.created_at} ({s.age_seconds:.0f} s ago)")
+    if args.all and not statuses:
+        print("no repositories indexed yet")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from codelsr.explain import explain
+
+    result = explain(args.repo, args.query, args.chunk_id)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        return 0
+    print(f"{result.path}:{result.start_line}-{result.end_line} {result.symbol or ''}")
+    print(result.summary)
+    for t in result.terms:
+        kind = "expansion" if t.expansion else "literal"
+        lines = ",".join(map(str, t.lines[:8])) or "-"
+        print(f"  {t.term:<24} {t.contribution:8.3f} = {t.query_weight:.3f} x {t.doc_weight:.3f}  {kind:<9} lines {lines}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codelsr", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="index a repository (or update its index)")
+    p.add_argument("path", nargs="?", default=".", type=Path)
+    p.add_argument("--encoder", help="lexical (default, offline) or splade:<hub id or folder>; "
+                                     "default: the encoder of the existing index")
+    p.add_argument("--backend", choices=["auto", "exact", "seismic"], default=None)
+    p.add_argument("--force", action="store_true", help="re-encode every chunk (ignore cached vectors)")
+    p.add_argument("--max-file-bytes", type=int, default=1_000_000)
+    p.add_argument("--exclude", action="append", metavar="GLOB", help="skip paths matching GLOB (repeatable)")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                   help="wait this long for another indexing run of the same repository to finish")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="search an indexed repository")
+    p.add_argument("query")
+    p.add_argument("--repo", default=".", type=Path)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--offset", type=int, default=0, help="skip this many hits (paging)")
+    p.add_argument("--glob", help="only paths matching this glob, e.g. 'src/*.py'")
+    p.add_argument("--lang", help="only chunks in this language, e.g. python")
+    p.add_argument("--max-chars", type=int, default=600, help="snippet budget per hit")
+    p.add_argument("--encoder", help="fail unless the index was built with this encoder")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("status", help="show what is indexed")
+    p.add_argument("path", nargs="?", default=".", type=Path)
+    p.add_argument("--all", action="store_true", help="list every indexed repository")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("explain", help="why a chunk matched a query, term by term")
+    p.add_argument("query")
+    p.add_argument("chunk_id")
+    p.add_argument("--repo", default=".", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("serve", help="run the MCP server (stdio by default)")
+    p.add_argument("--root", action="append", type=Path, metavar="PATH",
+                   help="a folder the server may index and search (repeatable; default: the current folder)")
+    p.add_argument("--http", metavar="[HOST:]PORT", help="serve streamable HTTP instead of stdio (host default 127.0.0.1)")
+    p.add_argument("--encoder", help="encoder for repositories indexed through the server (default: lexical)")
+    p.set_defaults(func=lambda a: _lazy("codelsr.server", "serve_command")(a))
+
+    p = sub.add_parser("hook", help="keep an index fresh with git hooks")
+    hook_sub = p.add_subparsers(dest="hook_command", required=True)
+    for name, help_text in (("install", "install post-commit/merge/checkout/rewrite hooks"),
+                            ("uninstall", "remove codelsr's hooks and restore what was there")):
+        h = hook_sub.add_parser(name, help=help_text)
+        h.add_argument("path", nargs="?", default=".", type=Path)
+    h = hook_sub.add_parser("run", help="(called by the hooks) reindex in the background")
+    h.add_argument("path", nargs="?", default=".", type=Path)
+    h.add_argument("--event", default="manual")
+    h.add_argument("--foreground", action="store_true")
+    p.set_defaults(func=lambda a: _lazy("codelsr.hooks", "hook_command")(a))
+    return parser
+
+
+def _lazy(module: str, name: str):
+    """Import an adapter only when its command runs, so other commands start fast."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise CodelsrError(f"this command is not available in this build ({module}.{name}: {exc})") from exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CodelsrError as exc:
+        print(f"codelsr: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("codelsr: interrupted", file=sys.stderr)
+        return 130

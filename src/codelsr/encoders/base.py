@@ -1,0 +1,48 @@
+"""The seam between chunks and the index: a sparse encoder turns texts into term-weighted vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from codelsr.records import SparseVector
+
+
+@runtime_checkable
+class SparseEncoder(Protocol):
+    """Anything that maps texts to sparse vectors keyed by vocabulary term strings.
+
+    ``encoder_id`` names the encoder *and* every setting that changes its vectors; it is recorded
+    in each index, and an index is only searched with the encoder that built it.
+    Document vectors must depend on the document text alone (no corpus statistics), so that a
+    vector cached by content hash stays valid across reindexes.
+    """
+
+    encoder_id: str
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-serialisable settings, recorded in the index manifest."""
+        ...
+
+    def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]: ...
+
+    def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]: ...
+
+
+@runtime_checkable
+class CollectionAware(Protocol):
+    """An encoder whose *query* weights depend on collection statistics (BM25's idf).
+
+    The index calls ``bind_collection`` with its document count and document frequencies before
+    encoding queries; encoders without this method are used as they are.
+    """
+
+    def bind_collection(self, n_docs: int, doc_freq: Mapping[str, int]) -> "SparseEncoder": ...
+
+
+def prune_top_k(vector: SparseVector, k: int | None) -> SparseVector:
+    """Keep the ``k`` largest weights (ties broken by term string for determinism)."""
+    if k is None or k <= 0 or len(vector) <= k:
+        return vector
+    kept = sorted(vector.items(), key=lambda tw: (-tw[1], tw[0]))[:k]
+    return dict(kept)

@@ -1,0 +1,676 @@
+"""SPLADE encoders: any SPLADE checkpoint, by hub name or local path, as a :class:`SparseEncoder`.
+
+Two families, told apart by the checkpoint's ``config.json`` (never by its name):
+
+* **MLM** (``model_type`` bert, distilbert, roberta, ...; e.g. ``naver/splade-v3``,
+  ``naver/splade_v2_distil``, ``naver/splade-cocondenser-*``): masked-LM logits,
+  ``log(1 + ReLU)``, max over the non-padding tokens. Right padding.
+* **Decoder** (``model_type`` qwen3, qwen2, llama, ...; and naver's ``"splade"`` wrapper config,
+  e.g. ``naver/splade-code-06B`` / ``naver/splade-code-8B``): the decoder run with
+  *bidirectional* attention, LM-head logits over the whole vocabulary (151,936 terms for Qwen3),
+  ``log(1 + ReLU)``, max pooling over the non-padding tokens. Left padding.
+
+The SPLADE-Code recipe, as found (2026; the hub itself is unreachable from here, so this is
+from the search index's copies of the hub files, each cited):
+
+* Paper: Lupart, Louis, Formal, Déjean, Clinchant, "On the Challenges and Opportunities of
+  Learned Sparse Retrieval for Code" (arXiv 2603.22008). SPLADE-Code 0.6B / 8B, Qwen3 backbones;
+  its latency study prunes to (10 query, 100 document) terms "with little effectiveness loss",
+  which is the ``"efficient"`` preset below.
+* ``huggingface.co/naver/splade-code-06B/blob/main/config.json``: ``"model_type": "splade"``,
+  ``"architectures": ["Splade"]``, ``"model_name_or_path": "Qwen/Qwen3-0.6B"``,
+  ``"bidirectional": true``, ``"padding_side": "left"``, ``"torch_dtype": "bfloat16"``,
+  ``"lora": false``, custom code via ``auto_map`` (``splade.Splade``).
+  ``naver/splade-code-8B/blob/main/config.json``: same with ``"model_name_or_path":
+  "Qwen/Qwen3-8B"``, ``"lora": true``, ``"lora_r": 64``; the adapter lives in a ``lora/``
+  subfolder (``splade.py`` there: "The checkpoint is distributed as a LoRA adapter on top of
+  Qwen/Qwen3-8B in the `lora/` subfolder"; earlier ``PeftModel.from_pretrained(model.model,
+  name, subfolder="lora")``).
+* ``naver/splade-code-06B/blob/refs/pr/2/splade.py`` (the Sentence-Transformers port, commit
+  b8b90b5 "Support Sentence Transformers via SparseEncoder (#1)", which deleted the earlier
+  ``modeling_qwen3_bidir.py``): "Compared to standard Qwen3, we're using bidirectional attention
+  and not causal attention, but it's specified with `is_causal=False` in the config." Its
+  ``1_SpladePooling/config.json`` is ``{"pooling_strategy": "max", "activation_function":
+  "relu"}`` (Sentence Transformers' SpladePooling = max over tokens of log1p(ReLU(logits))), and
+  ``config_sentence_transformers.json`` has no prompts.
+* ``naver/splade-code-06B/blob/main/utils.py``: ``splade_max`` =
+  ``max(log(1 + relu(logits)) * attention_mask, dim=1)``; ``encode(max_length=1024,
+  batch_size=8, prompt_type="document", top_k_q=-1, top_k_d=-1)`` -- ``prompt_type`` only picks
+  an optional top-k, there is **no query/document prefix or instruction**, and no pruning by
+  default. The model card's SQL example keeps 1,231 active dims and decodes to raw byte-level
+  BPE tokens (``"Ġgroup"``, ``"_group"``, ...). The wrapper's tokenizer comes from the base
+  (``prepare_tokenizer("Qwen/Qwen3-0.6B", padding_side="left")``); the attention falls back from
+  flash-attention-2 to SDPA.
+* Not found: the body of ``create_batch_dict`` (whether an EOS token is appended) and the
+  training max lengths per side. We therefore use the tokenizer's own ``add_special_tokens``
+  behaviour (Qwen3's tokenizer adds nothing) and the official ``encode`` default of 1024 tokens
+  for documents; queries default to 256 tokens, which only matters for very long queries.
+
+How bidirectional attention is enabled here (verified against transformers 5.24 source and in
+``tests/test_splade.py``): we set ``config.is_causal = False`` (transformers >= 5 then builds a
+bidirectional mask in ``create_causal_mask``), set ``is_causal = False`` on every attention module
+(what flash-attention and mask-less SDPA read), and -- the part that works on every version and
+for eager/SDPA alike -- pass an explicit 4-D additive mask that lets every token see every
+non-padding token. Only the module flag alone is *not* enough (eager attention ignores it).
+We do not execute the checkpoints' remote code.
+
+Efficiency: the LM head (a V x H matrix) is detached from the model and applied by us, only to
+non-padding positions and in row chunks, keeping a running max -- never materialising the
+batch x length x 151,936 logits tensor; ``log1p(relu(.))`` is applied once after the max (it is
+monotone, so this equals the max of the activations). Batches are sorted by length and restored.
+
+Terms are the tokenizer's raw vocabulary strings (``convert_ids_to_tokens``); special tokens and
+ids beyond the tokenizer (Qwen3 pads its embedding matrix past the tokenizer) are dropped.
+
+This module imports no torch at import time (a missing torch/transformers surfaces as
+``EncoderUnavailableError`` when an encoder is built); the registry in ``codelsr.encoders``
+imports this module lazily.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from codelsr.encoders.base import prune_top_k
+from codelsr.errors import EncoderUnavailableError, UnknownEncoderError
+from codelsr.records import SparseVector
+
+__all__ = ["PRESETS", "SpladeEncoder", "load_splade"]
+
+INSTALL_HINT = "pip install 'codelsr[splade]'"
+
+MLM_MODEL_TYPES = frozenset(
+    {
+        "bert", "distilbert", "roberta", "xlm-roberta", "camembert", "electra", "albert",
+        "mpnet", "modernbert", "deberta", "deberta-v2", "ernie", "nomic_bert", "xlm",
+    }
+)  # fmt: skip
+DECODER_MODEL_TYPES = frozenset(
+    {
+        "qwen3", "qwen2", "qwen3_moe", "qwen2_moe", "llama", "mistral", "mixtral", "gemma",
+        "gemma2", "gemma3_text", "phi", "phi3", "olmo", "olmo2", "granite", "smollm3",
+    }
+)  # fmt: skip
+NAVER_WRAPPER_MODEL_TYPE = "splade"  # naver's custom SpladeConfig (splade-code-06B / -8B)
+
+# (query_top_k, doc_top_k). "efficient" is the SPLADE-Code paper's latency setting.
+PRESETS: dict[str, tuple[int | None, int | None]] = {"full": (None, None), "efficient": (10, 100)}
+
+# Per-family defaults: max lengths in tokens (documents, queries).
+FAMILY_DEFAULTS: dict[str, tuple[int, int]] = {"mlm": (512, 128), "decoder": (1024, 256)}
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
+# Rows of the LM head multiplied per chunk: bounds the temporary logits to ~64M floats.
+_LOGIT_BUDGET = 64 * 1024 * 1024
+
+
+def _require(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise EncoderUnavailableError(
+            f"SPLADE encoders need torch and transformers ({module} is missing): "
+            f"run {INSTALL_HINT}"
+        ) from exc
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EncoderUnavailableError(f"cannot read {path}: {exc}") from exc
+
+
+def _hub_offline() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except ImportError:  # pragma: no cover
+        return True
+
+
+def _looks_like_path(name: str) -> bool:
+    starts = ("/", "./", "../", "~", "\\")
+    return name.startswith(starts) or os.path.isabs(name) or name in {".", ".."}
+
+
+def _resolve(name: str, *, weights: bool = True) -> tuple[str, Path, str | None]:
+    """Map a hub name or local path to ``(identity, local directory, revision or None)``.
+
+    A hub name is looked up in the local cache first; only when it is missing there (and the hub
+    is not switched off) is it downloaded -- without weight files when ``weights`` is false.
+    """
+    expanded = Path(os.path.expanduser(name))
+    if expanded.exists():
+        if not expanded.is_dir():
+            raise EncoderUnavailableError(f"SPLADE checkpoint {name!r} is a file; give its folder")
+        return str(expanded.resolve()), expanded.resolve(), None
+    if _looks_like_path(name):
+        raise EncoderUnavailableError(f"no SPLADE checkpoint folder at {name!r}")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import (
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+    except ImportError as exc:
+        raise EncoderUnavailableError(
+            f"loading {name!r} from the Hugging Face hub needs huggingface_hub: run {INSTALL_HINT}"
+        ) from exc
+    unreachable = (
+        f"SPLADE model {name!r} is not in the local Hugging Face cache and the hub is "
+        "unreachable (offline). Download it once where the hub is reachable "
+        f"(`hf download {name}`), or pass the path of a local copy instead."
+    )
+    try:
+        local = snapshot_download(name, local_files_only=True)
+    except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
+        if _hub_offline():
+            raise EncoderUnavailableError(unreachable) from None
+        try:
+            patterns = ["*.json", "*.txt", "*.model", "lora/*"]
+            local = snapshot_download(name, allow_patterns=patterns + ["*.safetensors"] * weights)
+        except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+            raise UnknownEncoderError(
+                f"{name!r} is neither a local folder nor a model on the Hugging Face hub"
+            ) from exc
+        except Exception as exc:  # connection errors come in many types
+            raise EncoderUnavailableError(f"{unreachable} ({type(exc).__name__})") from exc
+    path = Path(local)
+    return name, path, path.name
+
+
+def _fingerprint(*dirs: Path) -> str:
+    """Cheap identity of a checkpoint: config bytes plus the names and sizes of its files."""
+    h = hashlib.sha1()
+    for d in dirs:
+        for sub in ("", "lora"):
+            base = d / sub if sub else d
+            for cfg in ("config.json", "adapter_config.json"):
+                p = base / cfg
+                if p.is_file():
+                    h.update(f"{sub}/{cfg}\0".encode())
+                    h.update(p.read_bytes())
+            if base.is_dir():
+                for p in sorted(base.iterdir()):
+                    if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name in _TOKENIZER_FILES):
+                        h.update(f"{sub}/{p.name}\0{p.stat().st_size}\0".encode())
+    return h.hexdigest()[:12]
+
+
+def _family(cfg: dict[str, Any]) -> str:
+    model_type = str(cfg.get("model_type", "")).lower()
+    if model_type in MLM_MODEL_TYPES:
+        return "mlm"
+    if model_type in DECODER_MODEL_TYPES:
+        return "decoder"
+    if model_type == NAVER_WRAPPER_MODEL_TYPE and cfg.get("archi_type", "decoder") == "decoder":
+        return "decoder"
+    archs = [str(a) for a in cfg.get("architectures") or []]
+    if any(a.endswith("ForMaskedLM") for a in archs):
+        return "mlm"
+    if any(a.endswith("ForCausalLM") for a in archs):
+        return "decoder"
+    raise EncoderUnavailableError(
+        f"unsupported SPLADE architecture (model_type={model_type!r}, architectures={archs}); "
+        "expected a masked-LM (bert, distilbert, roberta, ...) or a decoder (qwen3, llama, ...)"
+    )
+
+
+def _adapter_dir(d: Path) -> Path | None:
+    for cand in (d, d / "lora"):
+        if (cand / "adapter_config.json").is_file():
+            return cand
+    return None
+
+
+def _has_weights(d: Path) -> bool:
+    return any(p.suffix in _WEIGHT_SUFFIXES and p.is_file() for p in d.iterdir())
+
+
+def _has_tokenizer(d: Path) -> bool:
+    return any((d / f).is_file() for f in _TOKENIZER_FILES)
+
+
+class SpladeEncoder:
+    """A SPLADE checkpoint as a :class:`~codelsr.encoders.base.SparseEncoder`.
+
+    ``model`` is a hub name (``naver/splade-code-06B``) or a local folder (a saved model, a peft
+    adapter folder with ``adapter_config.json``, or a naver ``"splade"`` wrapper folder).
+    ``device=None`` picks cuda, then mps, then cpu. ``dtype="auto"`` is bfloat16 on cuda and
+    float32 elsewhere. Max lengths default per family (MLM 512/128, decoder 1024/256 tokens for
+    documents/queries); ``query_top_k``/``doc_top_k`` prune vectors (``None`` keeps all), and
+    ``preset="efficient"`` sets them to the SPLADE-Code paper's (10, 100) unless given.
+    ``threads`` sets ``torch.set_num_threads`` (process-wide).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None = None,
+        dtype: str = "auto",
+        max_length_doc: int | None = None,
+        max_length_query: int | None = None,
+        query_top_k: int | None = None,
+        doc_top_k: int | None = None,
+        preset: str | None = None,
+        batch_size: int = 16,
+        threads: int | None = None,
+    ) -> None:
+        torch = _require("torch")
+        transformers = _require("transformers")
+        if preset is not None:
+            if preset not in PRESETS:
+                raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+            pq, pd = PRESETS[preset]
+            query_top_k = pq if query_top_k is None else query_top_k
+            doc_top_k = pd if doc_top_k is None else doc_top_k
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        self._torch = torch
+        self._lock = threading.Lock()
+
+        self.model_name = model
+        identity, local, revision = _resolve(model)
+        raw_cfg = _read_json(local / "config.json") if (local / "config.json").is_file() else {}
+        adapter = _adapter_dir(local)
+        base_local: Path | None = None
+        base_cfg: dict[str, Any] | None = None
+        base_name = None
+        if adapter is not None or raw_cfg.get("model_type") == NAVER_WRAPPER_MODEL_TYPE:
+            adapter_cfg = _read_json(adapter / "adapter_config.json") if adapter else {}
+            # naver's wrapper config names the hub base ("Qwen/Qwen3-8B"); an adapter_config may
+            # hold a path from the training machine, so the wrapper's word comes first.
+            wrapper_base = (
+                raw_cfg.get("model_name_or_path")
+                if raw_cfg.get("model_type") == NAVER_WRAPPER_MODEL_TYPE
+                else None
+            )
+            base_name = wrapper_base or adapter_cfg.get("base_model_name_or_path")
+            if not base_name:
+                raise EncoderUnavailableError(
+                    f"{model!r} is an adapter/wrapper checkpoint that does not name its base model"
+                )
+            # The 0.6B wrapper carries its full weights; from its base only config and tokenizer.
+            need_weights = not (adapter is None and _has_weights(local))
+            try:
+                _, base_local, _ = _resolve(str(base_name), weights=need_weights)
+            except EncoderUnavailableError as exc:
+                raise EncoderUnavailableError(
+                    f"cannot load the base model {base_name!r} of {model!r}: {exc}"
+                ) from exc
+            base_cfg = _read_json(base_local / "config.json")
+        if not raw_cfg and base_cfg is None:
+            raise EncoderUnavailableError(f"{model!r} has no config.json")
+        # An adapter or naver wrapper takes its architecture from the base model's config.
+        self.family = _family(base_cfg if base_cfg is not None else raw_cfg)
+
+        self.device = self._pick_device(device)
+        self.dtype_name = self._pick_dtype(dtype, self.device)
+        torch_dtype = getattr(torch, self.dtype_name)
+        dflt_doc, dflt_query = FAMILY_DEFAULTS[self.family]
+        self.max_length_doc = int(max_length_doc or dflt_doc)
+        self.max_length_query = int(max_length_query or dflt_query)
+        self.query_top_k = query_top_k if query_top_k and query_top_k > 0 else None
+        self.doc_top_k = doc_top_k if doc_top_k and doc_top_k > 0 else None
+        self.batch_size = int(batch_size)
+        # SPLADE-Code decoders are bidirectional; a config may opt out with "bidirectional": false.
+        self.bidirectional = self.family == "decoder" and raw_cfg.get("bidirectional") is not False
+        self.padding_side = (
+            str(raw_cfg.get("padding_side", "left")) if self.family == "decoder" else "right"
+        )
+
+        net = self._load_network(transformers, local, raw_cfg, adapter, base_local, torch_dtype)
+        tok_dirs = [d for d in (local, adapter, base_local) if d is not None and _has_tokenizer(d)]
+        if not tok_dirs:
+            raise EncoderUnavailableError(f"{model!r} ships no tokenizer files")
+        self._tokenizer = transformers.AutoTokenizer.from_pretrained(str(tok_dirs[0]))
+        if self._tokenizer.pad_token_id is None:
+            self._tokenizer.pad_token = self._tokenizer.eos_token or self._tokenizer.unk_token
+        if self._tokenizer.pad_token_id is None:
+            raise EncoderUnavailableError(f"the tokenizer of {model!r} has no pad/eos/unk token")
+
+        self._prepare_network(net)
+        self._build_vocab()
+        if self.family == "mlm":  # absolute position embeddings: a hard limit
+            limit = int(getattr(net.config, "max_position_embeddings", 512) or 512)
+            if getattr(net.config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"}:
+                limit -= 2  # positions start after the padding index
+            tok_limit = getattr(self._tokenizer, "model_max_length", None)
+            if isinstance(tok_limit, int) and 0 < tok_limit < 100_000:
+                limit = min(limit, tok_limit)
+            self.max_length_doc = min(self.max_length_doc, limit)
+            self.max_length_query = min(self.max_length_query, limit)
+
+        fp = _fingerprint(*(d for d in (local, base_local) if d is not None))
+        self.revision = revision
+        self.fingerprint = fp
+        self.identity = identity
+        self.base_model = str(base_name) if base_name else None
+        q = self.query_top_k if self.query_top_k else "all"
+        d = self.doc_top_k if self.doc_top_k else "all"
+        self.encoder_id = (
+            f"splade:{identity}@{fp}:q{q}:d{d}:lq{self.max_length_query}:ld{self.max_length_doc}"
+        )
+
+    # ---------------------------------------------------------------- loading
+
+    def _pick_device(self, device: str | None) -> str:
+        torch = self._torch
+        if device:
+            return device
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+
+    @staticmethod
+    def _pick_dtype(dtype: str, device: str) -> str:
+        if dtype == "auto":
+            return "bfloat16" if device.startswith("cuda") else "float32"
+        if dtype not in {"float32", "bfloat16", "float16"}:
+            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {dtype!r}")
+        return dtype
+
+    def _load_network(
+        self,
+        transformers: Any,
+        local: Path,
+        raw_cfg: dict[str, Any],
+        adapter: Path | None,
+        base_local: Path | None,
+        torch_dtype: Any,
+    ) -> Any:
+        auto = (
+            transformers.AutoModelForMaskedLM
+            if self.family == "mlm"
+            else transformers.AutoModelForCausalLM
+        )
+        dtype_kw = (
+            {"dtype": torch_dtype}
+            if int(transformers.__version__.split(".")[0]) >= 5
+            else {"torch_dtype": torch_dtype}
+        )
+        kw: dict[str, Any] = {**dtype_kw, "trust_remote_code": False}
+        if self.family == "decoder":
+            # SDPA/eager honour our explicit 4-D bidirectional mask; flash-attention would not.
+            kw["attn_implementation"] = "sdpa"
+        try:
+            wrapper = raw_cfg.get("model_type") == NAVER_WRAPPER_MODEL_TYPE
+            if wrapper and base_local is not None and _has_weights(local):
+                # naver's "splade" wrapper: full weights at the root, base architecture elsewhere.
+                cfg = transformers.AutoConfig.from_pretrained(str(base_local))
+                kw.pop("trust_remote_code")
+                net = auto.from_config(cfg, **kw)
+                self._load_state_dict_flex(net, local)
+            elif base_local is not None:
+                net = auto.from_pretrained(str(base_local), **kw)
+            else:
+                net = auto.from_pretrained(str(local), **kw)
+            if adapter is not None:
+                try:
+                    peft = importlib.import_module("peft")
+                except ImportError as exc:
+                    raise EncoderUnavailableError(
+                        f"{self.model_name!r} is a LoRA adapter; loading it needs peft: "
+                        f"run {INSTALL_HINT}"
+                    ) from exc
+                net = peft.PeftModel.from_pretrained(net, str(adapter)).merge_and_unload()
+        except EncoderUnavailableError:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise EncoderUnavailableError(
+                f"cannot load SPLADE checkpoint {self.model_name!r}: {exc}"
+            ) from exc
+        return net
+
+    def _load_state_dict_flex(self, net: Any, folder: Path) -> None:
+        """Load weights saved under a wrapper prefix (``model.``, ...) into ``net``."""
+        torch = self._torch
+        state: dict[str, Any] = {}
+        for p in sorted(folder.iterdir()):
+            if p.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state.update(load_file(str(p)))
+            elif p.suffix == ".bin" and p.is_file():
+                state.update(torch.load(str(p), map_location="cpu", weights_only=True))
+        wanted = set(net.state_dict())
+        best: tuple[int, str] = (-1, "")
+        for prefix in ("", "model.", "module.", "base_model.model.", "encoder."):
+            hits = sum(1 for k in state if k.startswith(prefix) and k[len(prefix):] in wanted)
+            best = max(best, (hits, prefix))
+        prefix = best[1]
+        stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        missing, _unexpected = net.load_state_dict(stripped, strict=False)
+        tied = {"lm_head.weight"} if getattr(net.config, "tie_word_embeddings", False) else set()
+        missing = [m for m in missing if m not in tied]
+        if missing:
+            raise EncoderUnavailableError(
+                f"weights in {folder} do not fit the base architecture; missing {missing[:5]}"
+            )
+        if tied:
+            net.tie_weights()
+
+    def _prepare_network(self, net: Any) -> None:
+        torch = self._torch
+        net.eval()
+        net.to(self.device)  # first, so a head tied to the embeddings stays one tensor
+        if self.bidirectional:
+            net.config.is_causal = False
+            for module in net.modules():
+                if hasattr(module, "is_causal"):
+                    module.is_causal = False
+        head = net.get_output_embeddings()
+        if head is None or not hasattr(head, "weight"):
+            raise EncoderUnavailableError(f"{self.model_name!r} has no LM head to read logits from")
+        # Detach the V x H head: the network then returns pre-head states and we apply the head
+        # ourselves to real tokens only, in chunks, with a running max.
+        self._head_weight = head.weight.detach()
+        bias = getattr(head, "bias", None)
+        self._head_bias = bias.detach() if bias is not None else None
+        # A final logit soft-cap (Gemma 2/3) is applied by the CausalLM after its head, so with
+        # the head detached it would hit the hidden states: move it after our max (it is monotone).
+        self._softcap = getattr(net.config, "final_logit_softcapping", None)
+        if self._softcap:
+            net.config.final_logit_softcapping = None
+        for name, module in net.named_modules():
+            if module is head:
+                parent_name, _, child = name.rpartition(".")
+                parent = net.get_submodule(parent_name) if parent_name else net
+                setattr(parent, child, torch.nn.Identity())
+                break
+        self._net = net
+
+    def _build_vocab(self) -> None:
+        torch = self._torch
+        tok = self._tokenizer
+        vocab_size = int(self._head_weight.shape[0])
+        n_tok = len(tok)
+        ids = list(range(min(vocab_size, n_tok)))
+        strings = tok.convert_ids_to_tokens(ids)
+        special = set(tok.all_special_ids)
+        for tid, added in getattr(tok, "added_tokens_decoder", {}).items():
+            if getattr(added, "special", False):
+                special.add(int(tid))
+        terms: list[str | None] = [None] * vocab_size
+        seen: dict[str, int] = {}
+        for i, s in zip(ids, strings):
+            if s is None or i in special:
+                continue
+            if s in seen:  # never let two ids share one key
+                s = f"{s}#{i}"
+            seen[s] = i
+            terms[i] = s
+        self._terms = terms
+        allowed = torch.tensor([t is not None for t in terms], dtype=torch.bool)
+        self._allowed = allowed.to(self.device)
+
+    # --------------------------------------------------------------- protocol
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "kind": "splade",
+            "model": self.model_name,
+            "identity": self.identity,
+            "fingerprint": self.fingerprint,
+            "revision": self.revision,
+            "base_model": self.base_model,
+            "family": self.family,
+            "bidirectional": self.bidirectional,
+            "padding_side": self.padding_side,
+            "vocab_size": len(self._terms),
+            "max_length_doc": self.max_length_doc,
+            "max_length_query": self.max_length_query,
+            "query_top_k": self.query_top_k,
+            "doc_top_k": self.doc_top_k,
+            "dtype": self.dtype_name,
+            "device": self.device,
+            "batch_size": self.batch_size,
+        }
+
+    def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
+        return self._encode(texts, self.max_length_doc, self.doc_top_k)
+
+    def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]:
+        return self._encode(texts, self.max_length_query, self.query_top_k)
+
+    # --------------------------------------------------------------- encoding
+
+    def _tokenize(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        enc = self._tokenizer(
+            list(texts), truncation=True, max_length=max_length, padding=False,
+            return_attention_mask=False, return_token_type_ids=False,
+        )  # fmt: skip
+        return [list(ids) for ids in enc["input_ids"]]
+
+    def _pad(self, batch: list[list[int]]) -> tuple[Any, Any]:
+        torch = self._torch
+        width = max(len(ids) for ids in batch)
+        pad = int(self._tokenizer.pad_token_id)
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            n = len(ids)
+            if self.padding_side == "left":
+                input_ids[row, width - n :] = torch.tensor(ids, dtype=torch.long)
+                mask[row, width - n :] = 1
+            else:
+                input_ids[row, :n] = torch.tensor(ids, dtype=torch.long)
+                mask[row, :n] = 1
+        return input_ids.to(self.device), mask.to(self.device)
+
+    def _forward_hidden(self, input_ids: Any, mask: Any) -> Any:
+        """Pre-head states (batch, length, hidden); the attention is bidirectional for decoders."""
+        torch = self._torch
+        if self.family == "decoder":
+            # Every query position may attend to every non-padding key: no causal triangle.
+            dtype = self._head_weight.dtype
+            keep = mask[:, None, None, :].bool().expand(-1, 1, mask.shape[1], -1)
+            attn = torch.zeros(keep.shape, dtype=dtype, device=mask.device)
+            attn = attn.masked_fill(~keep, torch.finfo(dtype).min)
+            if not self.bidirectional:
+                n = mask.shape[1]
+                causal = torch.ones(n, n, dtype=torch.bool, device=mask.device).tril()
+                attn = attn.masked_fill(~causal, torch.finfo(dtype).min)
+            out = self._net(input_ids=input_ids, attention_mask=attn, use_cache=False)
+        else:
+            out = self._net(input_ids=input_ids, attention_mask=mask)
+        return out.logits if hasattr(out, "logits") else out[0]
+
+    def _pool(self, hidden: Any, mask: Any) -> Any:
+        """Max over real tokens of the head's logits, then log1p(relu); (batch, vocab) float32."""
+        torch = self._torch
+        weight, bias = self._head_weight, self._head_bias
+        vocab = weight.shape[0]
+        rows_per_chunk = max(1, _LOGIT_BUDGET // max(1, vocab))
+        pooled = []
+        for b in range(hidden.shape[0]):
+            states = hidden[b][mask[b].bool()]
+            best = None
+            for start in range(0, states.shape[0], rows_per_chunk):
+                logits = states[start : start + rows_per_chunk] @ weight.T
+                if bias is not None:
+                    logits = logits + bias
+                chunk_max = logits.max(dim=0).values
+                best = chunk_max if best is None else torch.maximum(best, chunk_max)
+            if best is None:
+                best = torch.zeros(vocab, dtype=weight.dtype, device=weight.device)
+            pooled.append(best)
+        stacked = torch.stack(pooled).float()
+        if self._softcap:
+            stacked = torch.tanh(stacked / self._softcap) * self._softcap
+        acts = torch.log1p(torch.relu(stacked))
+        return acts * self._allowed
+
+    def _to_sparse(self, row: Any, k: int | None) -> SparseVector:
+        torch = self._torch
+        if k is not None:
+            nnz = int((row > 0).sum())
+            if nnz > k:
+                kth = torch.topk(row, k).values[-1]
+                row = torch.where(row >= kth, row, torch.zeros_like(row))
+        idx = torch.nonzero(row > 0).flatten()
+        vals = row[idx].tolist()
+        terms = self._terms
+        vec = {terms[i]: float(v) for i, v in zip(idx.tolist(), vals)}
+        return prune_top_k(vec, k)  # exact ties at the k-th weight: broken by term string
+
+    def _encode(self, texts: Sequence[str], max_length: int, k: int | None) -> list[SparseVector]:
+        torch = self._torch
+        texts = list(texts)
+        if not texts:
+            return []
+        out: list[SparseVector] = [{} for _ in texts]
+        with self._lock, torch.inference_mode():
+            ids = self._tokenize(texts, max_length)
+            # Blank texts get empty vectors (a BERT would still "expand" its bare [CLS] [SEP]).
+            live = [i for i in range(len(ids)) if ids[i] and texts[i].strip()]
+            order = sorted(live, key=lambda i: -len(ids[i]))
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                input_ids, mask = self._pad([ids[i] for i in chunk])
+                hidden = self._forward_hidden(input_ids, mask)
+                acts = self._pool(hidden, mask).cpu()
+                for row, i in zip(acts, chunk):
+                    out[i] = self._to_sparse(row, k)
+        return out
+
+    def __repr__(self) -> str:
+        where = f"device={self.device!r}, dtype={self.dtype_name!r}"
+        return f"SpladeEncoder({self.encoder_id!r}, {where})"
+
+
+_CACHE: dict[tuple[str, tuple[tuple[str, Any], ...]], SpladeEncoder] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_splade(model: str, **kw: Any) -> SpladeEncoder:
+    """The process-wide :class:`SpladeEncoder` for ``model`` and these settings (loaded once)."""
+    key = (model, tuple(sorted(kw.items())))
+    enc = _CACHE.get(key)
+    if enc is not None:
+        return enc
+    with _CACHE_LOCK:
+        enc = _CACHE.get(key)
+        if enc is None:
+            enc = SpladeEncoder(model, **kw)
+            _CACHE[key] = enc
+        return enc

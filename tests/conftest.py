@@ -1,0 +1,149 @@
+"""Shared fixtures: every test gets its own codelsr home, and real git repositories in tmp dirs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def codelsr_home(tmp_path_factory, monkeypatch) -> Path:
+    home = tmp_path_factory.mktemp("codelsr-home")
+    monkeypatch.setenv("CODELSR_HOME", str(home))
+    return home
+
+
+def git(repo: Path, *args: str) -> str:
+    out = subprocess.run(
+        ["git", "-c", "user.email=test@example.com", "-c", "user.name=Test", "-c", "init.defaultBranch=main",
+         "-c", "commit.gpgsign=false", *args],
+        cwd=repo, check=True, capture_output=True, text=True,
+    )
+    return out.stdout
+
+
+def write(repo: Path, rel: str, text: str | bytes) -> Path:
+    path = repo / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+SAMPLE_FILES = {
+    "src/tokenizer.py": '''"""A small tokenizer."""
+
+import re
+
+WORD = re.compile(r"\\w+")
+
+
+class Tokenizer:
+    """Splits text into lower-case words."""
+
+    def __init__(self, lowercase=True):
+        self.lowercase = lowercase
+
+    def tokenize(self, text):
+        words = WORD.findall(text)
+        return [w.lower() for w in words] if self.lowercase else words
+
+
+def levenshtein_distance(a, b):
+    """Edit distance between two strings."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+''',
+    "web/debounce.js": '''// Utilities for the browser.
+
+export function debounce(callback, waitMs) {
+  let timer = null;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => callback(...args), waitMs);
+  };
+}
+
+export class EventBus {
+  constructor() {
+    this.listeners = new Map();
+  }
+
+  subscribe(eventName, handler) {
+    if (!this.listeners.has(eventName)) this.listeners.set(eventName, []);
+    this.listeners.get(eventName).push(handler);
+  }
+}
+''',
+    "server/http.go": '''package server
+
+import "net/http"
+
+// HealthHandler answers liveness probes.
+func HealthHandler(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusOK)
+	w.Write([]byte("ok"))
+}
+
+type RateLimiter struct {
+	tokens int
+}
+
+// Allow consumes one token bucket slot.
+func (l *RateLimiter) Allow() bool {
+	if l.tokens <= 0 {
+		return false
+	}
+	l.tokens--
+	return true
+}
+''',
+    "core/matrix.rs": '''pub struct Matrix {
+    rows: usize,
+    cols: usize,
+    data: Vec<f64>,
+}
+
+impl Matrix {
+    pub fn transpose(&self) -> Matrix {
+        let mut data = vec![0.0; self.data.len()];
+        for r in 0..self.rows {
+            for c in 0..self.cols {
+                data[c * self.rows + r] = self.data[r * self.cols + c];
+            }
+        }
+        Matrix { rows: self.cols, cols: self.rows, data }
+    }
+}
+''',
+    "docs/guide.md": '''# Guide
+
+Some introduction.
+
+## Configuring retries
+
+Set `max_retries` in the configuration file to retry failed uploads with exponential backoff.
+''',
+}
+
+
+@pytest.fixture
+def sample_repo(tmp_path) -> Path:
+    """A committed git repository with Python, JavaScript, Go, Rust and Markdown files."""
+    repo = tmp_path / "sample"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    for rel, text in SAMPLE_FILES.items():
+        write(repo, rel, text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    return repo

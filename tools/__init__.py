@@ -1,0 +1,1 @@
+"""Developer tools (training, benchmarks); not part of the installed package."""

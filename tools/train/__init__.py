@@ -1,0 +1,1 @@
+"""``python -m tools.train``: reproduce codelsr's shipped SPLADE code model from scratch."""

