@@ -61,6 +61,7 @@ class Config:
     device: str = "auto"
     save_dtype: str = "bfloat16"
     ckpt_every: int = 25
+    valid_every: int = 0  # 0: validate only before and after
     valid_queries: int = 600
     max_pairs: int = 0  # 0: all mined pairs (tests use a handful)
     packages: list[str] = field(default_factory=list)  # empty: every allowed installed package
@@ -270,7 +271,7 @@ def train(cfg: Config) -> dict[str, Any]:
         state["step"] = step + 1
         state["seconds"] += time.perf_counter() - t0
         rec = {
-            "step": step + 1, "loss": round(float(rank_loss), 4), "flops": round(float(reg), 4),
+            "step": step + 1, "loss": round(rank_loss.item(), 4), "flops": round(float(reg.detach()), 4),
             "terms_q": round(float((q > 0).sum(1).float().mean()), 1),
             "terms_d": round(float((d > 0).sum(1).float().mean()), 1),
             "s": round(state["seconds"], 1),
@@ -278,6 +279,9 @@ def train(cfg: Config) -> dict[str, Any]:
         state["history"].append(rec)
         if (step + 1) % 5 == 0 or step == 0:
             log(json.dumps(rec))
+        if cfg.valid_every and vq and (step + 1) % cfg.valid_every == 0:
+            rec["valid"] = validate(model, vq, vcorpus, cfg)
+            log(f"validation at step {step + 1}: {rec['valid']}")
         if (step + 1) % cfg.ckpt_every == 0:
             _checkpoint(ckpt, model, opt, state)
     _checkpoint(ckpt, model, opt, state)
@@ -314,6 +318,8 @@ def write_model(model: Encoder, start: Path, cfg: Config, state: dict[str, Any],
         shutil.copy(start / f, out / f)
     for extra in ("generation_config.json",):
         (out / extra).unlink(missing_ok=True)
+    for f in out.iterdir():
+        f.chmod(0o644)
     info = {
         "base": D.BASE_DIST + " (" + D.BASE_WHEEL_DIR + ")",
         "train_pairs": n_train,

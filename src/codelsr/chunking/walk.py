@@ -10,6 +10,7 @@ silently dropped, so ``codelsr index`` can say why a file is missing from result
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -19,6 +20,8 @@ from pathlib import Path
 
 from codelsr.chunking.languages import TEXT, detect_language, language_from_shebang, spec_for
 from codelsr.errors import NotARepositoryError
+
+_log = logging.getLogger(__name__)
 
 # Folders holding someone else's code: skipped with reason "vendored".
 VENDORED_DIRS: frozenset[str] = frozenset(
@@ -278,6 +281,8 @@ class RepoFile:
 
 @dataclass
 class WalkResult:
+    """The files to index (sorted by path) and the ones left out, with reasons."""
+
     files: list[RepoFile] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
 
@@ -307,7 +312,7 @@ def _open_repo(root: Path):  # -> git.Repo | None
         return None
     try:
         repo = git.Repo(root)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, OSError):
         return None
     if (
         repo.bare
@@ -382,13 +387,16 @@ def walk_repository(root: Path, options: ChunkingOptions = ChunkingOptions()) ->
     result = WalkResult()
     reported_dirs: set[str] = set()
 
+    candidates: Iterable[str] | None = None
     repo = _open_repo(root)
     if repo is not None:
         try:
-            candidates: Iterable[str] = _git_paths(repo)
+            candidates = _git_paths(repo)
+        except Exception as exc:  # git.GitCommandError, e.g. "dubious ownership" of the repo
+            _log.warning("git could not list %s (%s); walking it as a plain folder", root, exc)
         finally:
             repo.close()
-    else:
+    if candidates is None:
         candidates = _plain_paths(root, excluded, options.exclude_globs, result, reported_dirs)
 
     for rel in candidates:
@@ -426,7 +434,13 @@ def _plain_paths(
     reported_dirs: set[str],
 ) -> Iterator[str]:
     """Relative paths under a plain folder, pruning excluded folders as it goes."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+
+    def unreadable(error: OSError) -> None:
+        if error.filename:
+            rel = Path(error.filename).relative_to(root).as_posix()
+            result.skipped.append(SkippedFile(rel + "/", "unreadable"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
         keep = []
