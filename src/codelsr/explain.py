@@ -5,6 +5,16 @@ shared term. Each term is marked as literal (it occurs in both the query text an
 or as an *expansion* (the encoder inferred it), with the chunk lines where it occurs. That lets an
 agent judge a hit before opening the file: "matched on `tokenize` (literal, lines 40-44) and on
 expansion terms `lexer`, `parse`".
+
+Expansions come in three kinds, by where the term is missing from the text:
+
+- ``query_expansion``: the chunk contains the term but the query does not (the encoder inferred it
+  from the query);
+- ``document_expansion``: the query contains it but the chunk does not (inferred from the chunk);
+- ``inferred``: neither text contains it.
+
+When only the top ``max_terms`` terms are listed, ``other_terms`` carries the rest, so the listed
+contributions plus ``other_terms.contribution`` always add up to ``score``.
 """
 
 from __future__ import annotations
@@ -13,13 +23,18 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from codelsr.encoders.identifiers import code_terms
-from codelsr.errors import InvalidQueryError, NotIndexedError
+from codelsr.errors import InvalidQueryError
 from codelsr.index.reader import IndexReader, open_index
 from codelsr.search import validate_query
 
 # Sub-word markers of WordPiece (##), byte-level BPE (Ġ, Ċ) and SentencePiece (▁).
 _MARKERS = re.compile(r"^(##|Ġ|▁)+|Ċ+$")
+
+FOCUS_LINES = 5
+FOCUS_LINE_CHARS = 160
 
 
 def term_surface(term: str) -> str:
@@ -36,6 +51,17 @@ def _occurs(surface: str, words: set[str], text_lower: str) -> bool:
     return len(surface) >= 3 and surface in text_lower
 
 
+def term_kind(in_query: bool, in_chunk: bool) -> str:
+    """``literal`` when both texts contain the term, else which side the encoder inferred it on."""
+    if in_query and in_chunk:
+        return "literal"
+    if in_chunk:
+        return "query_expansion"
+    if in_query:
+        return "document_expansion"
+    return "inferred"
+
+
 @dataclass
 class TermContribution:
     term: str
@@ -46,6 +72,26 @@ class TermContribution:
     in_chunk: bool
     expansion: bool
     lines: list[int] = field(default_factory=list)
+    kind: str = "literal"  # literal | query_expansion | document_expansion | inferred
+
+
+@dataclass
+class OtherTerms:
+    """The shared terms left out of ``terms`` by ``max_terms``, summed."""
+
+    count: int = 0
+    contribution: float = 0.0
+    expansion_contribution: float = 0.0
+
+
+@dataclass
+class FocusLine:
+    """A chunk line carrying score: the summed contributions of the matched terms it contains."""
+
+    line: int
+    text: str
+    contribution: float
+    terms: list[str]
 
 
 @dataclass
@@ -64,13 +110,45 @@ class Explanation:
     terms: list[TermContribution]
     query_terms_unmatched: list[str]
     summary: str
+    other_terms: OtherTerms = field(default_factory=OtherTerms)
+    focus_lines: list[FocusLine] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def explain_chunk(reader: IndexReader, query: str, chunk_id: str, *, max_terms: int = 30,
+def _focus_lines(terms: list[TermContribution], lines: list[str], start_line: int) -> list[FocusLine]:
+    """The lines where the matched terms concentrate, best first: where to look in the file."""
+    by_line: dict[int, list[TermContribution]] = {}
+    for t in terms:
+        for n in t.lines:
+            by_line.setdefault(n, []).append(t)
+    ranked = sorted(by_line.items(), key=lambda kv: (-sum(t.contribution for t in kv[1]), kv[0]))
+    return [
+        FocusLine(line=n, text=lines[n - start_line].strip()[:FOCUS_LINE_CHARS],
+                  contribution=sum(t.contribution for t in ts), terms=[t.term for t in ts])
+        for n, ts in ranked[:FOCUS_LINES]
+    ]
+
+
+def _summary(score: float, share: float, terms: list[TermContribution], focus: list[FocusLine]) -> str:
+    if not terms:
+        return "no query term occurs in this chunk: score 0"
+    top = ", ".join(f"{t.term}{'*' if t.expansion else ''} {t.contribution:.2f}" for t in terms[:5])
+    text = f"score {score:.3f} from {len(terms)} shared terms ({share:.0%} from expansion terms*): {top}"
+    if focus:
+        text += f"; best lines {', '.join(str(f.line) for f in focus[:3])}"
+    return text
+
+
+def explain_chunk(reader: IndexReader, query: str, chunk_id: str, *, max_terms: int | None = 30,
                   max_lines_per_term: int = 20) -> Explanation:
+    """Decompose the score of ``chunk_id`` for ``query`` into per-term contributions.
+
+    ``max_terms=None`` lists every shared term; otherwise the rest are summed in ``other_terms``.
+    Query weights are rounded to float32 as in search, so the contributions add up to the hit's
+    score.
+    """
     query = validate_query(query, 1)
     stored = reader.chunks.by_chunk_id(chunk_id)
     if stored is None:
@@ -92,14 +170,15 @@ def explain_chunk(reader: IndexReader, query: str, chunk_id: str, *, max_terms: 
     terms: list[TermContribution] = []
     for term, qw in q_vec.items():
         dw = d_vec.get(term)
-        if not dw:
+        if not dw or qw <= 0:
             continue
+        qw, dw = float(np.float32(qw)), float(dw)  # the precision search scores with
         surface = term_surface(term)
         in_query = _occurs(surface, q_words, q_lower)
         in_chunk = _occurs(surface, c_words, c_lower)
         where = [chunk.start_line + i for i, (w, low) in enumerate(line_words) if _occurs(surface, w, low)]
-        terms.append(TermContribution(term, float(qw), float(dw), float(qw) * float(dw), in_query, in_chunk,
-                                      not (in_query and in_chunk), where[:max_lines_per_term]))
+        terms.append(TermContribution(term, qw, dw, qw * dw, in_query, in_chunk, not (in_query and in_chunk),
+                                      where[:max_lines_per_term], term_kind(in_query, in_chunk)))
     terms.sort(key=lambda t: (-t.contribution, t.term))
     score = sum(t.contribution for t in terms)
     expansion = sum(t.contribution for t in terms if t.expansion)
@@ -107,16 +186,17 @@ def explain_chunk(reader: IndexReader, query: str, chunk_id: str, *, max_terms: 
         (t for t in q_vec if t not in d_vec), key=lambda t: (-q_vec[t], t)
     )
     share = expansion / score if score > 0 else 0.0
-    top = ", ".join(f"{t.term}{'*' if t.expansion else ''} {t.contribution:.2f}" for t in terms[:5])
-    summary = (
-        f"score {score:.3f} from {len(terms)} shared terms ({share:.0%} from expansion terms*): {top}"
-        if terms else "no query term occurs in this chunk: score 0"
-    )
+    listed = terms if max_terms is None else terms[:max_terms]
+    rest = terms[len(listed):]
+    other = OtherTerms(count=len(rest), contribution=sum(t.contribution for t in rest),
+                       expansion_contribution=sum(t.contribution for t in rest if t.expansion))
+    focus = _focus_lines(terms, lines, chunk.start_line)
     return Explanation(
         query=query, chunk_id=chunk_id, repo=str(reader.repo), path=chunk.path, start_line=chunk.start_line,
         end_line=chunk.end_line, symbol=chunk.symbol, language=chunk.language, encoder=reader.manifest.encoder_spec,
-        score=score, expansion_share=share, terms=terms[:max_terms], query_terms_unmatched=unmatched[:max_terms],
-        summary=summary,
+        score=score, expansion_share=share, terms=listed,
+        query_terms_unmatched=unmatched if max_terms is None else unmatched[:max_terms],
+        summary=_summary(score, share, terms, focus), other_terms=other, focus_lines=focus,
     )
 
 
