@@ -1,0 +1,71 @@
+"""The `codelsr` command as a user runs it: a real process, real files, exit codes and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "codelsr", *args], capture_output=True, text=True, cwd=cwd,
+                          env=os.environ.copy(), timeout=120)
+
+
+def test_index_then_search_json_has_the_documented_schema(sample_repo):
+    indexed = run("index", str(sample_repo))
+    assert indexed.returncode == 0, indexed.stderr
+    assert "5 files" in indexed.stdout and "encoder: lexical" in indexed.stderr
+
+    found = run("search", "levenshtein edit distance", "--repo", str(sample_repo), "-k", "2", "--json")
+    assert found.returncode == 0, found.stderr
+    out = json.loads(found.stdout)
+    assert set(out) == {"query", "repo", "encoder", "hits"}
+    assert out["encoder"] == "lexical" and out["repo"] == str(sample_repo.resolve())
+    hit = out["hits"][0]
+    assert set(hit) == {"chunk_id", "path", "start_line", "end_line", "symbol", "language", "score", "snippet"}
+    assert hit["path"] == "src/tokenizer.py" and hit["symbol"] == "levenshtein_distance"
+    assert 1 <= hit["start_line"] <= hit["end_line"]
+
+
+def test_index_json_reports_counts_skips_and_the_encoder(sample_repo):
+    (sample_repo / "blob.bin").write_bytes(b"\x00\x01\x02" * 100)
+    out = json.loads(run("index", str(sample_repo), "--json").stdout)
+    assert out["files"] == 5 and out["skipped"] == {"binary": 1}
+    assert out["encoder"] == "lexical" and out["encoder_id"].startswith("lexical-bm25")
+
+
+def test_status_json_before_and_after_indexing(sample_repo):
+    before = json.loads(run("status", str(sample_repo), "--json").stdout)
+    assert before["indexed"] is False
+    run("index", str(sample_repo))
+    after = json.loads(run("status", str(sample_repo), "--json").stdout)
+    assert after["indexed"] is True and after["chunks"] > 0 and after["changed_since_index"] is False
+    listing = json.loads(run("status", "--all", "--json").stdout)
+    assert [s["repo"] for s in listing] == [str(sample_repo.resolve())]
+
+
+def test_errors_are_one_line_with_the_next_step_and_exit_status_1(sample_repo, tmp_path):
+    not_indexed = run("search", "anything", "--repo", str(sample_repo))
+    assert not_indexed.returncode == 1
+    assert "not indexed yet" in not_indexed.stderr and "codelsr index" in not_indexed.stderr
+    assert "Traceback" not in not_indexed.stderr
+
+    missing = run("index", str(tmp_path / "nope"))
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+    unknown = run("index", str(sample_repo), "--encoder", "word2vec")
+    assert unknown.returncode == 1 and "lexical" in unknown.stderr
+
+    run("index", str(sample_repo))
+    empty = run("search", "  ", "--repo", str(sample_repo))
+    assert empty.returncode == 1 and "empty" in empty.stderr
+
+
+def test_explain_prints_per_term_contributions(sample_repo):
+    run("index", str(sample_repo))
+    hit = json.loads(run("search", "transpose matrix", "--repo", str(sample_repo), "--json").stdout)["hits"][0]
+    out = json.loads(run("explain", "transpose matrix", hit["chunk_id"], "--repo", str(sample_repo), "--json").stdout)
+    assert {t["term"] for t in out["terms"]} >= {"transpose", "matrix"}
+    assert abs(out["score"] - hit["score"]) < 1e-4
