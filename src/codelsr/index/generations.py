@@ -4,8 +4,15 @@ Layout of an index root::
 
     CURRENT              name of the published generation (replaced atomically)
     write.lock           held by the one process writing
-    gen-<time>-<rand>/   manifest.json, chunks.sqlite, vectors.npz, terms.json, backend files
+    gen-<time>-<rand>/   manifest.json, files.json (file table), and two segments:
+                           main:  chunks.sqlite, vectors.npz, terms.json, backend files
+                           delta/ chunks.sqlite, vectors.npz, terms.json (absent when empty)
     .tmp-<rand>/         a build in progress (or the leftovers of a killed one)
+    hook.log, hook.lock, hook.pending   background reindexing by the git hooks (``codelsr.hooks``)
+
+The main segment is immutable: a reindex hard-links its files into the new generation (a copy
+where the file system has no hard links) and writes only the delta, the file table and the
+manifest. Deleting an old generation then only drops links. A compaction writes a new main.
 
 Readers read CURRENT and open that folder; they never see a partly written generation. A killed
 build leaves only a ``.tmp-*`` folder, removed by the next writer. The previous generation is kept
@@ -38,10 +45,20 @@ def _fsync_dir(path: Path) -> None:
 
 def _fsync_tree(folder: Path) -> None:
     for path in folder.iterdir():
-        if path.is_file():
+        if path.is_dir():
+            _fsync_tree(path)
+        elif path.is_file():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
     _fsync_dir(folder)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Share an immutable file with a new generation: a hard link, or a copy where links fail."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def new_temp_folder(root: Path) -> Path:

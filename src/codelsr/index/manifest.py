@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field, ValidationError
 from codelsr.errors import CorruptIndexError
 
 # Bump when the on-disk layout changes; older generations are then refused with a rebuild hint.
-FORMAT_VERSION = 1
+# 2: main + delta segments, file table (files.json).
+FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 
 
@@ -33,13 +34,15 @@ class IndexManifest(BaseModel):
     created_at: str
     build_seconds: float = 0.0
     chunking: dict[str, Any] = {}
+    # {"main": {"rows", "files": {name: bytes}, "generation"}, "delta": {"rows"}, "tombstones", "compacted"}
+    segments: dict[str, Any] = {}
     extra: dict[str, Any] = {}
 
     def write(self, folder: Path) -> None:
         (folder / MANIFEST_NAME).write_text(self.model_dump_json(indent=2), encoding="utf-8")
 
     @classmethod
-    def read(cls, folder: Path) -> "IndexManifest":
+    def read(cls, folder: Path) -> IndexManifest:
         path = folder / MANIFEST_NAME
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))

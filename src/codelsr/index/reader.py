@@ -15,12 +15,20 @@ import numpy as np
 
 from codelsr.encoders import get_encoder, normalise_spec
 from codelsr.encoders.base import CollectionAware, SparseEncoder
-from codelsr.errors import EncoderMismatchError, NotIndexedError
+from codelsr.errors import CorruptIndexError, EncoderMismatchError, NotIndexedError
 from codelsr.index import generations
-from codelsr.index.backends import BACKENDS, ExactBackend, SearchBackend
+from codelsr.index.backends import BACKENDS, ExactBackend, SearchBackend, top_k_rows
+from codelsr.index.incremental import FILES_TABLE, FileTable
 from codelsr.index.manifest import IndexManifest
 from codelsr.index.paths import index_root_for
-from codelsr.index.store import ChunkTable, ForwardIndex
+from codelsr.index.store import (
+    DELTA_DIR,
+    VECTORS_FILE,
+    ChunkTable,
+    ForwardIndex,
+    SegmentLayout,
+    check_file_sizes,
+)
 from codelsr.records import SparseVector
 
 
@@ -44,15 +52,69 @@ class _DocFreq(Mapping):
         return len(self._ids)
 
 
+class SegmentedBackend:
+    """Search over an immutable main segment (any backend), minus its tombstones, plus the delta
+    segment searched exactly. Rows in and out are virtual rows (see ``SegmentLayout``)."""
+
+    def __init__(self, main: SearchBackend, layout: SegmentLayout, main_term: np.ndarray, forward: ForwardIndex):
+        self.name = f"{main.name}+delta"
+        self._main, self._layout, self._main_term = main, layout, main_term
+        self._delta_rows = np.flatnonzero(layout.seg == 1)  # shape (n_delta_live,), virtual rows
+        self._delta_by_term = forward.to_csr()[self._delta_rows].T.tocsr()  # shape (n_terms, n_delta_live)
+
+    def search(self, term_ids: np.ndarray, weights: np.ndarray, k: int) -> list[tuple[int, float]]:
+        hits: list[tuple[int, float]] = []
+        main_ids = self._main_term[term_ids]
+        keep = main_ids >= 0
+        if keep.any():
+            # Over-fetch past the tombstones the main backend may return; a tombstone can only
+            # take the place of a live row, so k + tombstones always suffices.
+            most = k + self._layout.tombstones
+            fetch = min(most, k + min(self._layout.tombstones, max(k, 16)))
+            while True:
+                found = self._main.search(main_ids[keep], weights[keep], fetch)
+                virtual = self._layout.virtual(0, [r for r, _ in found]) if found else np.zeros(0, np.int64)
+                live = [(int(v), s) for v, (_, s) in zip(virtual, found) if v >= 0]
+                if len(live) >= k or len(found) < fetch or fetch >= most:
+                    break
+                fetch = min(most, fetch * 4)
+            hits.extend(live)
+        if self._delta_rows.size and term_ids.size:
+            scores = np.asarray(self._delta_by_term[term_ids].T @ weights.astype(np.float32)).ravel()
+            hits.extend(top_k_rows(scores, k, self._delta_rows))
+        hits.sort(key=lambda rs: (-rs[1], rs[0]))
+        return hits[:k]
+
+
 class IndexReader:
-    """One published generation, loaded: metadata, forward index, backend, encoder (lazily)."""
+    """One published generation, loaded: metadata, forward index, backend, encoder (lazily).
+
+    Rows are virtual rows: the live chunks of the main and delta segments, in full-build order.
+    ``forward`` holds exactly the live chunks' vectors over the live terms, so document
+    frequencies (idf) and every score equal those of an index built from scratch."""
 
     def __init__(self, repo: Path, folder: Path):
         self.repo = repo
         self.folder = folder
         self.manifest = IndexManifest.read(folder)
-        self.chunks = ChunkTable(folder)
-        self.forward = ForwardIndex.read(folder)
+        check_file_sizes(folder, self.manifest.segments.get("sizes", {}))
+        self.layout = SegmentLayout(FileTable.read(folder), folder / FILES_TABLE)
+        self.chunks = ChunkTable(folder, self.layout)
+        self._main_forward = ForwardIndex.read(folder)
+        delta = ForwardIndex.read(folder / DELTA_DIR) if self.layout.n_delta else None
+        for fwd, rows, where in ((self._main_forward, self.layout.n_main, folder),
+                                 (delta, self.layout.n_delta, folder / DELTA_DIR)):
+            if fwd is not None and fwd.n_rows != rows:
+                raise CorruptIndexError(
+                    f"index file damaged: {where / VECTORS_FILE} ({fwd.n_rows} vectors where the file table "
+                    f"says {rows}); rebuild it with `codelsr index --force`"
+                )
+        if self.layout.is_pure:
+            self.forward = self._main_forward
+            self._main_term = np.arange(len(self.forward.terms), dtype=np.int64)
+        else:
+            parts = [self._main_forward] + ([delta] if delta is not None else [])
+            self.forward, self._main_term = ForwardIndex.stack(parts, self.layout.stacked)
         self.term_ids = {t: i for i, t in enumerate(self.forward.terms)}
         self._backend: SearchBackend | None = None
         self._exact: ExactBackend | None = None
@@ -71,7 +133,11 @@ class IndexReader:
                     self._backend = self.exact
                 else:
                     kind = BACKENDS[self.manifest.backend]
-                    self._backend = kind.open(self.forward, self.folder, self.manifest.backend_settings)
+                    main = kind.open(self._main_forward, self.folder, self.manifest.backend_settings)
+                    if self.layout.is_pure:
+                        self._backend = main
+                    else:
+                        self._backend = SegmentedBackend(main, self.layout, self._main_term, self.forward)
             return self._backend
 
     @property
@@ -114,17 +180,17 @@ class IndexReader:
     def row_scores(self, rows: list[int], term_ids: np.ndarray, weights: np.ndarray) -> list[float]:
         """Exact dot products of the query with the given rows (approximate backends may score
         with a cut query; hits report the exact score, which ``explain`` decomposes)."""
-        order = np.argsort(term_ids)
-        q_ids, q_w = term_ids[order], weights[order].astype(np.float64)
+        # Summed in the query's term order, whatever the term numbering: an incrementally updated
+        # index and one built from scratch number terms differently but must score identically.
+        q_ids, q_w = np.asarray(term_ids), np.asarray(weights).astype(np.float64)
         fwd, out = self.forward, []
         for row in rows:
             lo, hi = fwd.indptr[row], fwd.indptr[row + 1]
             d_ids = fwd.indices[lo:hi]
-            pos = np.searchsorted(d_ids, q_ids)
-            pos_ok = pos < d_ids.size
-            match = np.zeros(q_ids.size, dtype=bool)
-            match[pos_ok] = d_ids[pos[pos_ok]] == q_ids[pos_ok]
-            out.append(float(np.dot(q_w[match], fwd.data[lo:hi][pos[match]].astype(np.float64))))
+            pos = np.minimum(np.searchsorted(d_ids, q_ids), max(d_ids.size - 1, 0))
+            match = d_ids[pos] == q_ids if d_ids.size else np.zeros(q_ids.size, dtype=bool)
+            d_w = np.where(match, fwd.data[lo:hi][pos] if d_ids.size else 0.0, 0.0).astype(np.float64)
+            out.append(float(np.dot(q_w, d_w)))
         return out
 
     def close(self) -> None:

@@ -3,6 +3,10 @@ forward index of sparse vectors (CSR arrays plus the term table).
 
 The forward index is the source of truth: backends are built from it, ``explain`` reads a chunk's
 vector from it, and a reindex reuses unchanged chunks' vectors from it instead of re-encoding.
+
+A generation has two segments with these files each: the main one at the top of the generation
+folder and the delta one in ``delta/``. ``SegmentLayout`` maps them, with the file table, onto the
+*virtual rows* readers use; ``ChunkTable`` answers by virtual row.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from codelsr.errors import CorruptIndexError
+from codelsr.index.incremental import FILES_TABLE, FileTable
 from codelsr.records import Chunk, SparseVector
 
 CHUNKS_DB = "chunks.sqlite"
+DELTA_DIR = "delta"  # the delta segment's chunks.sqlite, vectors.npz and terms.json
 VECTORS_FILE = "vectors.npz"
 TERMS_FILE = "terms.json"
 
@@ -36,6 +42,8 @@ CREATE TABLE chunks (
     content_hash TEXT NOT NULL,
     text TEXT NOT NULL
 );
+"""
+_SCHEMA_INDEXES = """
 CREATE INDEX chunks_by_id ON chunks(chunk_id);
 CREATE INDEX chunks_by_path ON chunks(path);
 CREATE INDEX chunks_by_hash ON chunks(content_hash);
@@ -49,21 +57,80 @@ def _corrupt(path: Path, exc: BaseException) -> CorruptIndexError:
     )
 
 
-def write_chunks(folder: Path, chunks: Sequence[Chunk]) -> None:
+def file_sizes(folder: Path) -> dict[str, int]:
+    """Size of every file under ``folder``, by path relative to it (recorded in the manifest)."""
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def check_file_sizes(folder: Path, sizes: dict[str, int]) -> None:
+    """Refuse a generation whose files are missing or do not have their recorded sizes (a
+    truncated copy, a disk that filled up): the error names the file and the fix."""
+    for name, size in sizes.items():
+        path = folder / name
+        try:
+            actual = path.stat().st_size
+        except OSError as exc:
+            raise _corrupt(path, exc) from exc
+        if actual != size:
+            raise _corrupt(path, ValueError(f"{actual} bytes where {size} were written; truncated?"))
+
+
+def chunk_row(row: int, c: Chunk) -> tuple:
+    """A chunk as a row of the ``chunks`` table."""
+    return (row, c.chunk_id, c.path, c.start_line, c.end_line, c.symbol, c.language, c.kind, c.content_hash, c.text)
+
+
+def write_chunk_rows(folder: Path, rows: Iterable[tuple]) -> None:
+    """Write a segment's chunk table from rows in table order (see ``chunk_row``)."""
     db = sqlite3.connect(folder / CHUNKS_DB)
     try:
+        # The file is fsynced when its generation is published; a killed build is thrown away.
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
         db.executescript(_SCHEMA)
-        db.executemany(
-            "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                (row, c.chunk_id, c.path, c.start_line, c.end_line, c.symbol, c.language, c.kind,
-                 c.content_hash, c.text)
-                for row, c in enumerate(chunks)
-            ),
-        )
+        db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        db.executescript(_SCHEMA_INDEXES)  # after the inserts: faster than maintaining them row by row
         db.commit()
     finally:
         db.close()
+
+
+def write_segment_chunks(folder: Path, copies: Sequence[tuple[Path, np.ndarray, np.ndarray]],
+                         fresh: Iterable[tuple]) -> None:
+    """Write a segment's chunk table: rows copied from other segments' tables (source file, old
+    rows, new rows), plus ``fresh`` rows (see ``chunk_row``). Copies run inside SQLite, so a
+    compaction moves the chunk texts without loading them into Python."""
+    db = sqlite3.connect(f"file:{folder / CHUNKS_DB}", uri=True, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=OFF")  # fsynced at publish; a killed build is thrown away
+        db.execute("PRAGMA synchronous=OFF")
+        db.executescript(_SCHEMA)
+        for src, old, new in copies:
+            if len(old) == 0:
+                continue
+            db.execute("ATTACH DATABASE ? AS src", (f"file:{src}?mode=ro",))
+            db.execute("CREATE TEMP TABLE moved (old INTEGER PRIMARY KEY, new INTEGER NOT NULL)")
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO temp.moved VALUES (?, ?)", zip(np.asarray(old).tolist(), np.asarray(new).tolist()))
+            db.execute(
+                "INSERT INTO main.chunks SELECT m.new, c.chunk_id, c.path, c.start_line, c.end_line, c.symbol, "
+                "c.language, c.kind, c.content_hash, c.text FROM src.chunks AS c JOIN temp.moved AS m ON c.row = m.old"
+            )
+            db.execute("COMMIT")
+            db.execute("DROP TABLE temp.moved")
+            db.execute("DETACH DATABASE src")
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?)", fresh)
+        db.execute("COMMIT")
+        db.executescript(_SCHEMA_INDEXES)
+    except sqlite3.DatabaseError as exc:
+        raise _corrupt(folder / CHUNKS_DB, exc) from exc
+    finally:
+        db.close()
+
+
+def write_chunks(folder: Path, chunks: Sequence[Chunk]) -> None:
+    write_chunk_rows(folder, (chunk_row(row, c) for row, c in enumerate(chunks)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,43 +139,147 @@ class StoredChunk:
     chunk: Chunk
 
 
-class ChunkTable:
-    """Read access to a generation's chunk metadata. One connection per thread is not needed:
-    SQLite connections opened with ``check_same_thread=False`` are safe for our read-only use."""
+class SegmentChunks:
+    """The chunk table of one segment (physical rows), read-only."""
 
-    def __init__(self, folder: Path):
-        self.path = folder / CHUNKS_DB
+    COLUMNS = "row, chunk_id, path, start_line, end_line, symbol, language, kind, content_hash, text"
+
+    def __init__(self, path: Path):
+        self.path = path
         if not self.path.is_file():
             raise _corrupt(self.path, FileNotFoundError("missing"))
         try:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            self._db.execute("SELECT count(*) FROM chunks").fetchone()
+            self.n_rows = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             raise _corrupt(self.path, exc) from exc
 
-    _COLUMNS = "row, chunk_id, path, start_line, end_line, symbol, language, kind, text"
-
-    @staticmethod
-    def _to_chunk(r: tuple) -> StoredChunk:
-        return StoredChunk(r[0], Chunk(path=r[2], start_line=r[3], end_line=r[4], symbol=r[5],
-                                       language=r[6], kind=r[7], text=r[8]))
-
-    def _query(self, sql: str, args: Iterable = ()) -> list[tuple]:
+    def query(self, sql: str, args: Iterable = ()) -> list[tuple]:
         try:
             return self._db.execute(sql, tuple(args)).fetchall()
         except sqlite3.DatabaseError as exc:
             raise _corrupt(self.path, exc) from exc
 
+    def rows_in(self, column: str, values: Sequence, what: str = "*") -> list[tuple]:
+        """Rows whose ``column`` is one of ``values`` (batched under SQLite's parameter limit)."""
+        out: list[tuple] = []
+        values = list(values)
+        for lo in range(0, len(values), 900):
+            batch = values[lo:lo + 900]
+            marks = ",".join("?" * len(batch))
+            out.extend(self.query(f"SELECT {what} FROM chunks WHERE {column} IN ({marks})", batch))
+        return out
+
+    def raw_rows(self) -> list[tuple]:
+        """Every row, in row order, with all columns (``COLUMNS``)."""
+        return self.query(f"SELECT {self.COLUMNS} FROM chunks ORDER BY row")
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _to_chunk(r: tuple) -> Chunk:
+    """A ``Chunk`` from a row with the columns of ``SegmentChunks.COLUMNS``."""
+    return Chunk(path=r[2], start_line=r[3], end_line=r[4], symbol=r[5], language=r[6], kind=r[7], text=r[9])
+
+
+class SegmentLayout:
+    """How a generation's live chunks map onto its segments.
+
+    A generation has a *main* segment (immutable between compactions; its files are shared with
+    earlier generations through hard links) and a small *delta* segment rewritten by each reindex.
+    The file table says which segment rows hold each file's chunks; main rows no file points at
+    are *tombstones* (chunks of files since changed or deleted).
+
+    Readers see *virtual rows*: the live chunks numbered in the order a full build would give them
+    (files by path, chunks in file order). Search results therefore equal those of an index built
+    from scratch, ties included. ``seg[v]`` / ``phys[v]`` locate virtual row ``v``;
+    ``stacked`` numbers rows as main rows followed by delta rows.
+    """
+
+    def __init__(self, table: FileTable, where: Path | None = None):
+        self.table = table
+        self.n_main, self.n_delta = table.main_rows, table.delta_rows
+        files = sorted(table.files, key=lambda f: f.path)
+        counts = np.fromiter((f.count for f in files), dtype=np.int64, count=len(files))
+        starts = np.fromiter((f.start for f in files), dtype=np.int64, count=len(files))
+        segs = np.fromiter((f.segment for f in files), dtype=np.int64, count=len(files))
+        total = int(counts.sum())
+        first_virtual = np.cumsum(counts) - counts
+        self.seg = np.repeat(segs, counts).astype(np.int8)  # shape (n_live,)
+        self.phys = np.repeat(starts - first_virtual, counts) + np.arange(total, dtype=np.int64)  # shape (n_live,)
+        self.stacked = self.phys + self.seg.astype(np.int64) * self.n_main  # shape (n_live,)
+        self.main_virtual = np.full(self.n_main, -1, dtype=np.int64)  # shape (n_main,), -1 = tombstone
+        self.delta_virtual = np.full(self.n_delta, -1, dtype=np.int64)  # shape (n_delta,)
+        in_main = self.seg == 0
+        self.main_virtual[self.phys[in_main]] = np.flatnonzero(in_main)
+        self.delta_virtual[self.phys[~in_main]] = np.flatnonzero(~in_main)
+        live_main = int(np.count_nonzero(self.main_virtual >= 0))
+        live_delta = int(np.count_nonzero(self.delta_virtual >= 0))
+        if live_main + live_delta != total:
+            raise _corrupt(where or Path(FILES_TABLE), ValueError("two files claim the same rows"))
+        self.tombstones = self.n_main - live_main
+        self.n_live = total
+
+    @property
+    def is_pure(self) -> bool:
+        """Main segment only, no tombstones, rows already in full-build order."""
+        return self.n_delta == 0 and self.tombstones == 0 and bool(np.all(self.phys == np.arange(self.n_live)))
+
+    def virtual(self, seg: int, rows: np.ndarray) -> np.ndarray:
+        """Virtual rows of physical ``rows`` of segment ``seg`` (-1 where dead)."""
+        table = self.main_virtual if seg == 0 else self.delta_virtual
+        return table[np.asarray(rows, dtype=np.int64)]
+
+
+class ChunkTable:
+    """Read access to a generation's chunk metadata, by virtual row (see ``SegmentLayout``).
+
+    SQLite connections opened with ``check_same_thread=False`` are safe for our read-only use."""
+
+    def __init__(self, folder: Path, layout: SegmentLayout | None = None):
+        self.folder = folder
+        self.path = folder / CHUNKS_DB
+        self.layout = layout if layout is not None else SegmentLayout(FileTable.read(folder), folder / FILES_TABLE)
+        self.segments = [SegmentChunks(self.path)]
+        if self.layout.n_delta:
+            self.segments.append(SegmentChunks(folder / DELTA_DIR / CHUNKS_DB))
+        for seg, expected in zip(self.segments, (self.layout.n_main, self.layout.n_delta)):
+            if seg.n_rows != expected:
+                raise _corrupt(seg.path, ValueError(f"{seg.n_rows} chunks where the file table says {expected}"))
+
+    def _by_virtual(self, rows: Sequence[int], what: str) -> list[tuple[int, tuple]]:
+        rows = np.asarray(list(rows), dtype=np.int64)
+        rows = rows[(rows >= 0) & (rows < self.layout.n_live)]
+        out: list[tuple[int, tuple]] = []
+        for s, db in enumerate(self.segments):
+            mine = rows[self.layout.seg[rows] == s]
+            if mine.size:
+                for r in db.rows_in("row", self.layout.phys[mine].tolist(), what):
+                    out.append((int(self.layout.virtual(s, [r[0]])[0]), r))
+        return out
+
     def by_rows(self, rows: Sequence[int]) -> dict[int, Chunk]:
-        if not rows:
-            return {}
-        marks = ",".join("?" * len(rows))
-        found = self._query(f"SELECT {self._COLUMNS} FROM chunks WHERE row IN ({marks})", rows)
-        return {r[0]: self._to_chunk(r).chunk for r in found}
+        return {v: _to_chunk(r) for v, r in self._by_virtual(rows, SegmentChunks.COLUMNS)}
 
     def by_chunk_id(self, chunk_id: str) -> StoredChunk | None:
-        found = self._query(f"SELECT {self._COLUMNS} FROM chunks WHERE chunk_id = ?", (chunk_id,))
-        return self._to_chunk(found[0]) if found else None
+        for s, db in enumerate(self.segments):
+            for r in db.query(f"SELECT {SegmentChunks.COLUMNS} FROM chunks WHERE chunk_id = ?", (chunk_id,)):
+                v = int(self.layout.virtual(s, [r[0]])[0])
+                if v >= 0:
+                    return StoredChunk(v, _to_chunk(r))
+        return None
+
+    def _live(self, sql: str, args: Iterable = ()) -> list[tuple[int, tuple]]:
+        """(virtual row, result row) of live chunks; ``sql`` selects ``row`` first."""
+        out = []
+        args = tuple(args)
+        for s, db in enumerate(self.segments):
+            found = db.query(sql, args)
+            if found:
+                virtual = self.layout.virtual(s, np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found)))
+                out.extend((int(v), r) for v, r in zip(virtual, found) if v >= 0)
+        return out
 
     def filter_rows(self, path_glob: str | None, language: str | None) -> np.ndarray:
         """Rows whose path matches the glob (SQLite GLOB: ``*`` crosses folders) and language."""
@@ -120,16 +291,21 @@ class ChunkTable:
             clauses.append("lower(language) = lower(?)")
             args.append(language)
         where = " AND ".join(clauses) or "1"
-        return np.array([r[0] for r in self._query(f"SELECT row FROM chunks WHERE {where}", args)], dtype=np.int64)
+        rows = [v for v, _ in self._live(f"SELECT row FROM chunks WHERE {where}", args)]
+        return np.array(sorted(rows), dtype=np.int64)
 
     def rows_with_hashes(self) -> list[tuple[int, str]]:
-        return [(r[0], r[1]) for r in self._query("SELECT row, content_hash FROM chunks")]
+        return sorted((v, r[1]) for v, r in self._live("SELECT row, content_hash FROM chunks"))
 
     def languages(self) -> dict[str, int]:
-        return {r[0]: r[1] for r in self._query("SELECT language, count(*) FROM chunks GROUP BY language")}
+        counts: dict[str, int] = {}
+        for _, r in self._live("SELECT row, language FROM chunks"):
+            counts[r[1]] = counts.get(r[1], 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def close(self) -> None:
-        self._db.close()
+        for db in self.segments:
+            db.close()
 
 
 @dataclass
@@ -158,7 +334,45 @@ class ForwardIndex:
         return sp.csr_matrix((self.data, self.indices, self.indptr), shape=(self.n_rows, len(self.terms)))
 
     @classmethod
-    def from_vectors(cls, vectors: Sequence[SparseVector]) -> "ForwardIndex":
+    def stack(cls, parts: Sequence[ForwardIndex], order: np.ndarray) -> tuple[ForwardIndex, np.ndarray]:
+        """The rows of ``parts`` (numbered one part after the other) picked in ``order``.
+
+        Terms: those of the first part keep their ids, new terms of later parts follow; terms no
+        picked row uses are then dropped, so document frequencies and the term count equal those
+        of an index built from the picked rows alone. Returns the index and, per kept term, its id
+        in the first part (-1 for terms the first part lacks)."""
+        import scipy.sparse as sp
+
+        ids: dict[str, int] = {}
+        mats = []
+        for i, part in enumerate(parts):
+            if i == 0:
+                ids = {t: j for j, t in enumerate(part.terms)}
+                mats.append((part.data, part.indices, part.indptr, part.n_rows))
+                continue
+            remap = np.fromiter((ids.setdefault(t, len(ids)) for t in part.terms), dtype=np.int64,
+                                count=len(part.terms))
+            mats.append((part.data, remap[part.indices] if part.indices.size else part.indices, part.indptr,
+                         part.n_rows))
+        n_terms = len(ids)
+        stacked = sp.vstack([sp.csr_matrix((d, i, p), shape=(n, n_terms)) for d, i, p, n in mats], format="csr")
+        picked = stacked[np.asarray(order, dtype=np.int64)]
+        picked.sort_indices()  # rows of later parts were remapped
+        indices = picked.indices
+        used = np.bincount(indices, minlength=n_terms) > 0
+        kept = np.flatnonzero(used)  # shape (n_kept,): id before dropping, per kept term
+        if kept.size < n_terms:
+            new_id = np.full(n_terms, -1, dtype=np.int64)
+            new_id[kept] = np.arange(kept.size)
+            indices = new_id[indices]
+        terms = list(ids)
+        first = len(parts[0].terms) if parts else 0
+        fwd = cls([terms[t] for t in kept.tolist()], picked.indptr.astype(np.int64), indices.astype(np.int32),
+                  picked.data.astype(np.float32))
+        return fwd, np.where(kept < first, kept, -1)
+
+    @classmethod
+    def from_vectors(cls, vectors: Sequence[SparseVector]) -> ForwardIndex:
         term_ids: dict[str, int] = {}
         indptr = np.zeros(len(vectors) + 1, dtype=np.int64)
         idx_parts: list[np.ndarray] = []
@@ -180,7 +394,7 @@ class ForwardIndex:
         (folder / TERMS_FILE).write_text(json.dumps(self.terms, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
-    def read(cls, folder: Path) -> "ForwardIndex":
+    def read(cls, folder: Path) -> ForwardIndex:
         vec_path, terms_path = folder / VECTORS_FILE, folder / TERMS_FILE
         try:
             with np.load(vec_path, allow_pickle=False) as z:
