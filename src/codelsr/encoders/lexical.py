@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from codelsr.encoders.identifiers import code_terms
+from codelsr.encoders.identifiers import code_terms, term_counts
 from codelsr.records import SparseVector
 
 LEXICAL_VERSION = 1
@@ -52,7 +52,7 @@ class LexicalEncoder:
         return [self._document_vector(text) for text in texts]
 
     def _document_vector(self, text: str) -> SparseVector:
-        counts = Counter(code_terms(text))
+        counts = term_counts(text)  # == Counter(code_terms(text)), faster
         length = sum(counts.values())
         norm = self.k1 * (1.0 - self.b + self.b * length / self.reference_length)
         k1p1 = self.k1 + 1.0
