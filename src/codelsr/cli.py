@@ -50,6 +50,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         f"({report.encoded_chunks} encoded, {report.reused_chunks} reused), skipped: {skipped}, "
         f"{report.seconds:.1f} s"
     )
+    if not report.compacted:
+        print(f"updated: {report.changed_files} files changed, {report.deleted_files} deleted; "
+              f"delta segment {report.delta_chunks} chunks, {report.tombstones} tombstones")
     return 0
 
 
