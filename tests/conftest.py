@@ -34,6 +34,17 @@ def write(repo: Path, rel: str, text: str | bytes) -> Path:
     return path
 
 
+def make_git_repo(repo: Path, files: dict[str, str | bytes]) -> Path:
+    """A new git repository at ``repo`` holding ``files``, all committed."""
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q")
+    for rel, text in files.items():
+        write(repo, rel, text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    return repo
+
+
 SAMPLE_FILES = {
     "src/tokenizer.py": '''"""A small tokenizer."""
 
@@ -139,11 +150,4 @@ Set `max_retries` in the configuration file to retry failed uploads with exponen
 @pytest.fixture
 def sample_repo(tmp_path) -> Path:
     """A committed git repository with Python, JavaScript, Go, Rust and Markdown files."""
-    repo = tmp_path / "sample"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    for rel, text in SAMPLE_FILES.items():
-        write(repo, rel, text)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
-    return repo
+    return make_git_repo(tmp_path / "sample", SAMPLE_FILES)

@@ -21,7 +21,7 @@ from codelsr.index import generations, index_root_for
 from codelsr.records import Hit
 from codelsr.server import create_server
 
-from conftest import SAMPLE_FILES, git, write
+from conftest import SAMPLE_FILES, git, make_git_repo, write
 
 LEVENSHTEIN_LINE = SAMPLE_FILES["src/tokenizer.py"].split("\n").index("def levenshtein_distance(a, b):") + 1
 HIT_KEYS = set(Hit("id", "p", 1, 1, None, "python", 1.0, "s").to_json()) | {"repo"}
@@ -33,13 +33,7 @@ def workspace(tmp_path) -> Path:
     root = tmp_path / "workspace"
     root.mkdir()
     for name, files in (("sample", SAMPLE_FILES), ("other", {"lib/retry.py": RETRY_PY})):
-        repo = root / name
-        repo.mkdir()
-        git(repo, "init", "-q")
-        for rel, text in files.items():
-            write(repo, rel, text)
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", "initial")
+        make_git_repo(root / name, files)
     return root
 
 

@@ -18,7 +18,7 @@ from mcp.client.stdio import stdio_client
 from codelsr.errors import CodelsrError
 from codelsr.server.serve import parse_http
 
-from conftest import SAMPLE_FILES, git, write
+from conftest import SAMPLE_FILES, make_git_repo
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +41,7 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.fixture
 def repo(tmp_path) -> Path:
-    repo = tmp_path / "root" / "sample"
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q")
-    for rel, text in SAMPLE_FILES.items():
-        write(repo, rel, text)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
-    return repo
+    return make_git_repo(tmp_path / "root" / "sample", SAMPLE_FILES)
 
 
 def codelsr_command() -> list[str]:
