@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", help="index a repository (or update its index)")
     p.add_argument("path", nargs="?", default=".", type=Path)
-    p.add_argument("--encoder", help="lexical (default, offline) or splade:<hub id or folder>; "
-                                     "default: the encoder of the existing index")
+    p.add_argument("--encoder", help="lexical (default, offline), splade-code-tiny, hybrid-code-tiny, or "
+                                     "splade:<hub id or folder>; default: the encoder of the existing index")
     p.add_argument("--backend", choices=["auto", "exact", "seismic"], default=None)
     p.add_argument("--force", action="store_true", help="re-encode every chunk (ignore cached vectors)")
     p.add_argument("--max-file-bytes", type=int, default=1_000_000)
