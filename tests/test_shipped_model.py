@@ -73,24 +73,17 @@ def test_vectors_equal_a_direct_computation(encoder):
 
 def test_the_hybrid_dot_product_is_splade_plus_weighted_bm25(encoder):
     from codelsr.encoders.hybrid import LEXICAL_PREFIX, HybridEncoder
+    from codelsr.encoders.base import document_frequencies
     from codelsr.encoders.lexical import LexicalEncoder
 
     hybrid = HybridEncoder(encoder, lexical_weight=0.5)
     docs = hybrid.encode_documents(TEXTS)
-    df: dict[str, int] = {}
-    for vec in docs:
-        for t in vec:
-            df[t] = df.get(t, 0) + 1
-    bound = hybrid.bind_collection(len(docs), df)
+    bound = hybrid.bind_collection(len(docs), document_frequencies(docs))
     q = bound.encode_queries([QUERY])[0]
 
     lex = LexicalEncoder()
     lex_docs = lex.encode_documents(TEXTS)
-    lex_df: dict[str, int] = {}
-    for vec in lex_docs:
-        for t in vec:
-            lex_df[t] = lex_df.get(t, 0) + 1
-    lq = lex.bind_collection(len(TEXTS), lex_df).encode_queries([QUERY])[0]
+    lq = lex.bind_collection(len(TEXTS), document_frequencies(lex_docs)).encode_queries([QUERY])[0]
     sq = encoder.encode_queries([QUERY])[0]
     sdocs = encoder.encode_documents(TEXTS)
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from codelsr.encoders.base import document_frequencies
 from evals.mining import EVAL_PACKAGES, Pair, mine
 
 
@@ -81,11 +82,7 @@ def evaluate(encoder: Any, queries: Sequence[Pair], corpus: Sequence[Pair]) -> d
     docs = encoder.encode_documents([p.code for p in corpus])
     t1 = time.perf_counter()
     if hasattr(encoder, "bind_collection"):
-        df: dict[str, int] = {}
-        for vec in docs:
-            for t in vec:
-                df[t] = df.get(t, 0) + 1
-        encoder = encoder.bind_collection(len(docs), df)
+        encoder = encoder.bind_collection(len(docs), document_frequencies(docs))
     qs = encoder.encode_queries([p.query for p in queries])
     t2 = time.perf_counter()
     out = metrics_from_scores(score_matrix(docs, qs), list(range(len(queries))))
@@ -108,11 +105,7 @@ def hybrid_sweep(model: str, queries: Sequence[Pair], corpus: Sequence[Pair], we
     sq = splade.encode_queries([p.query for p in queries])
     lex = LexicalEncoder()
     ld = lex.encode_documents(texts)
-    df: dict[str, int] = {}
-    for vec in ld:
-        for t in vec:
-            df[t] = df.get(t, 0) + 1
-    lq = lex.bind_collection(len(ld), df).encode_queries([p.query for p in queries])
+    lq = lex.bind_collection(len(ld), document_frequencies(ld)).encode_queries([p.query for p in queries])
     s_scores, l_scores = score_matrix(sd, sq), score_matrix(ld, lq)
     gold = list(range(len(queries)))
     return {w: metrics_from_scores(s_scores + w * l_scores, gold) for w in weights}

@@ -46,3 +46,12 @@ def prune_top_k(vector: SparseVector, k: int | None) -> SparseVector:
         return vector
     kept = sorted(vector.items(), key=lambda tw: (-tw[1], tw[0]))[:k]
     return dict(kept)
+
+
+def document_frequencies(vectors: Sequence[SparseVector]) -> dict[str, int]:
+    """How many of ``vectors`` hold each term: what ``CollectionAware.bind_collection`` takes."""
+    df: dict[str, int] = {}
+    for vec in vectors:
+        for term in vec:
+            df[term] = df.get(term, 0) + 1
+    return df
