@@ -69,3 +69,16 @@ def test_explain_prints_per_term_contributions(sample_repo):
     out = json.loads(run("explain", "transpose matrix", hit["chunk_id"], "--repo", str(sample_repo), "--json").stdout)
     assert {t["term"] for t in out["terms"]} >= {"transpose", "matrix"}
     assert abs(out["score"] - hit["score"]) < 1e-4
+
+
+def test_piping_search_output_into_a_reader_that_stops_early_is_not_an_error(sample_repo):
+    # More output than a pipe buffers (64 KiB), so the writer really meets the closed pipe.
+    body = "\n".join(f"    total_{i} = compute_total(rows, {i})" for i in range(60))
+    for n in range(40):
+        (sample_repo / f"gen/totals_{n}.py").parent.mkdir(exist_ok=True)
+        (sample_repo / f"gen/totals_{n}.py").write_text(f"def totals_{n}(rows):\n{body}\n")
+    assert run("index", str(sample_repo)).returncode == 0
+    shell = f"{sys.executable} -m codelsr search 'compute total rows' --repo {sample_repo} -k 40 --max-chars 0 | head -1"
+    out = subprocess.run(shell, shell=True, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+    assert out.stdout.startswith("# encoder: lexical")
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
