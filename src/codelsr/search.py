@@ -89,10 +89,13 @@ def search_index(reader: IndexReader, query: str, *, k: int = 10, offset: int = 
         return result
     want = offset + k
     fetch = want * 3 + 10  # merging folds some candidates away
+    filtered = bool(path_glob or language)
+    if filtered:
+        # Scored once: widening the fetch below only takes more of the same ranking.
+        rows = reader.chunks.filter_rows(path_glob, language)
+        scores = reader.exact.scores(term_ids, weights)[rows] if rows.size else np.zeros(0)
     while True:
-        if path_glob or language:
-            rows = reader.chunks.filter_rows(path_glob, language)
-            scores = reader.exact.scores(term_ids, weights)[rows] if rows.size else np.zeros(0)
+        if filtered:
             candidates = top_k_rows(scores, fetch, rows)
         else:
             candidates = reader.backend.search(term_ids, weights, fetch)
