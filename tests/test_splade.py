@@ -198,6 +198,46 @@ def test_qwen3_vectors_equal_the_bidirectional_lm_head_computation(qwen_dir, qwe
     assert qwen_enc.family == "decoder" and qwen_enc.bidirectional
 
 
+@pytest.mark.parametrize("arch", ["bert", "qwen"])
+def test_an_output_vocabulary_restricts_vectors_to_its_terms_and_keeps_their_weights(
+    arch, bert_dir, qwen_dir, bert_enc, qwen_enc, tmp_path
+):
+    from codelsr.encoders.splade import SpladeEncoder
+
+    src, full_enc = (bert_dir, bert_enc) if arch == "bert" else (qwen_dir, qwen_enc)
+    d = tmp_path / "restricted"
+    shutil.copytree(src, d)
+    full = full_enc.encode_documents(TEXTS)
+    tok = transformers.AutoTokenizer.from_pretrained(str(src))
+    active = sorted({t for vec in full for t in vec})
+    keep = active[::2]  # half of the active terms, so the restriction visibly drops some
+    ids = tok.convert_tokens_to_ids(keep)
+    (d / "output_vocab.json").write_text(json.dumps({"token_ids": ids}))
+    enc = SpladeEncoder(str(d), device="cpu", batch_size=2)
+    assert enc.output_vocab_size == len(ids) and enc.settings()["output_vocab"] == len(ids)
+    want = [{t: w for t, w in vec.items() if t in set(keep)} for vec in full]
+    assert_same_vectors(enc.encode_documents(TEXTS), want)
+    # The restriction is part of the model's identity: indexes built without it are told apart.
+    unrestricted = SpladeEncoder(str(d), device="cpu", output_vocab=False)
+    assert unrestricted.fingerprint == full_enc.fingerprint != enc.fingerprint
+    assert unrestricted.output_vocab_size is None
+    # ...and can be switched off to see the full vocabulary again.
+    assert_same_vectors(unrestricted.encode_documents(TEXTS), full)
+
+
+def test_an_output_vocabulary_with_ids_outside_the_vocabulary_is_refused(bert_dir, tmp_path):
+    from codelsr.encoders.splade import SpladeEncoder
+
+    d = tmp_path / "bad"
+    shutil.copytree(bert_dir, d)
+    (d / "output_vocab.json").write_text(json.dumps({"token_ids": [5, 10**6]}))
+    with pytest.raises(EncoderUnavailableError, match="outside the model's vocabulary"):
+        SpladeEncoder(str(d), device="cpu")
+    (d / "output_vocab.json").write_text(json.dumps({"ids": [5]}))
+    with pytest.raises(EncoderUnavailableError, match="not an output vocabulary"):
+        SpladeEncoder(str(d), device="cpu")
+
+
 def test_a_later_token_changes_an_earlier_position_in_the_encoder_but_not_in_hf_causal_forward(
     qwen_dir, qwen_enc
 ):

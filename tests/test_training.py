@@ -177,5 +177,16 @@ def test_the_training_command_runs_end_to_end_on_a_tiny_budget(tmp_path: Path):
 
     from codelsr.encoders.splade import SpladeEncoder
 
-    vec = SpladeEncoder(str(out), device="cpu").encode_queries(["parse a header line"])[0]
+    enc = SpladeEncoder(str(out), device="cpu")
+    vec = enc.encode_queries(["parse a header line"])[0]
     assert vec and all(w > 0 for w in vec.values())
+    # The output vocabulary: the terms the model activated on its 8 training pairs, no more.
+    ov = json.loads((out / "output_vocab.json").read_text())
+    info = json.loads((out / "training.json").read_text())
+    assert ov["terms_kept"] == len(ov["token_ids"]) == enc.output_vocab_size
+    assert 0 < ov["terms_kept"] < 30_522 and ov["vectors_counted"] == 16
+    assert info["output_vocab"]["terms_kept"] == ov["terms_kept"] and info["valid_output_vocab"]
+    kept = set(enc._tokenizer.convert_ids_to_tokens(ov["token_ids"]))
+    assert set(vec) <= kept
+    full = SpladeEncoder(str(out), device="cpu", output_vocab=False).encode_queries(["parse a header line"])[0]
+    assert {t: w for t, w in full.items() if t in kept} == pytest.approx(vec)

@@ -108,6 +108,8 @@ FAMILY_DEFAULTS: dict[str, tuple[int, int]] = {"mlm": (512, 128), "decoder": (10
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
+# A checkpoint may restrict its output space to a subset of the vocabulary (see OUTPUT_VOCAB_DOC).
+OUTPUT_VOCAB_FILE = "output_vocab.json"
 # Rows of the LM head multiplied per chunk: bounds the temporary logits to ~64M floats.
 _LOGIT_BUDGET = 64 * 1024 * 1024
 
@@ -255,6 +257,11 @@ class SpladeEncoder:
     ``preset="efficient"`` sets them to the SPLADE-Code paper's (10, 100) unless given.
     ``threads`` sets ``torch.set_num_threads`` (process-wide). ``name`` replaces the model's
     location in ``encoder_id`` (for models shipped inside the package, whose folder moves).
+
+    A checkpoint folder may hold ``output_vocab.json`` (``{"token_ids": [...]}``): the model's
+    output space is then those vocabulary ids only, and only their rows of the LM head are ever
+    multiplied -- for a tiny model the head is nearly all of the cost. It is part of the model
+    (it changes ``encoder_id``); ``output_vocab=False`` ignores it, to see the full vocabulary.
     """
 
     def __init__(
@@ -271,6 +278,7 @@ class SpladeEncoder:
         batch_size: int = 16,
         threads: int | None = None,
         name: str | None = None,
+        output_vocab: bool = True,
     ) -> None:
         torch = _require("torch")
         transformers = _require("transformers")
@@ -349,6 +357,9 @@ class SpladeEncoder:
 
         self._prepare_network(net)
         self._build_vocab()
+        self.output_vocab_size: int | None = None
+        if output_vocab and (local / OUTPUT_VOCAB_FILE).is_file():
+            self._restrict_output(local / OUTPUT_VOCAB_FILE)
         if self.family == "mlm":  # absolute position embeddings: a hard limit
             limit = int(getattr(net.config, "max_position_embeddings", 512) or 512)
             if getattr(net.config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"}:
@@ -360,6 +371,8 @@ class SpladeEncoder:
             self.max_length_query = min(self.max_length_query, limit)
 
         fp = _fingerprint(*(d for d in (local, base_local) if d is not None))
+        if self.output_vocab_size is not None:  # a restricted output space is another model
+            fp = hashlib.sha1((fp + (local / OUTPUT_VOCAB_FILE).read_text()).encode()).hexdigest()[:12]
         self.revision = revision
         self.fingerprint = fp
         self.identity = identity
@@ -528,6 +541,27 @@ class SpladeEncoder:
         allowed = torch.tensor([t is not None for t in terms], dtype=torch.bool)
         self._allowed = allowed.to(self.device)
 
+    def _restrict_output(self, path: Path) -> None:
+        """Keep only the LM-head rows (and terms) that ``output_vocab.json`` lists."""
+        torch = self._torch
+        try:
+            ids = sorted({int(i) for i in _read_json(path)["token_ids"]})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EncoderUnavailableError(f"{path} is not an output vocabulary: {exc}") from exc
+        vocab = len(self._terms)
+        if not ids or ids[0] < 0 or ids[-1] >= vocab:
+            raise EncoderUnavailableError(
+                f"{path} lists token ids outside the model's vocabulary of {vocab}"
+            )
+        index = torch.tensor(ids, dtype=torch.long, device=self._head_weight.device)
+        # A copy, contiguous: the head of a tied model shares storage with the input embeddings.
+        self._head_weight = self._head_weight.index_select(0, index).contiguous()
+        if self._head_bias is not None:
+            self._head_bias = self._head_bias.index_select(0, index).contiguous()
+        self._terms = [self._terms[i] for i in ids]
+        self._allowed = self._allowed.index_select(0, index.to(self._allowed.device))
+        self.output_vocab_size = len(ids)
+
     # --------------------------------------------------------------- protocol
 
     def settings(self) -> dict[str, Any]:
@@ -542,6 +576,7 @@ class SpladeEncoder:
             "bidirectional": self.bidirectional,
             "padding_side": self.padding_side,
             "vocab_size": len(self._terms),
+            "output_vocab": self.output_vocab_size,
             "max_length_doc": self.max_length_doc,
             "max_length_query": self.max_length_query,
             "query_top_k": self.query_top_k,
