@@ -158,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.train.evaluate", description=__doc__)
     ap.add_argument("--encoder", action="append", required=True)
     ap.add_argument("--max-length-doc", type=int, default=256)
+    ap.add_argument("--max-length-query", type=int, default=512)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", default="float32", help="SPLADE inference dtype (float32 or bfloat16)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N queries (corpus unchanged)")
@@ -177,13 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         if args.sweep:
             res_by_w = hybrid_sweep(spec.removeprefix("splade:"), queries, corpus, args.sweep,
-                                    max_length_doc=args.max_length_doc, dtype=args.dtype)
+                                    max_length_doc=args.max_length_doc,
+                                    max_length_query=args.max_length_query, dtype=args.dtype)
             for w, res in res_by_w.items():
                 print(json.dumps({"encoder": spec, "task": args.task, "lexical_weight": w, **res}), flush=True)
             continue
-        kw = {} if spec == "lexical" else {"max_length_doc": args.max_length_doc, "dtype": args.dtype}
+        kw = {} if spec == "lexical" else {"max_length_doc": args.max_length_doc, "dtype": args.dtype,
+                                           "max_length_query": args.max_length_query}
         res = evaluate(build_encoder(spec, **kw), queries, corpus)
         print(json.dumps({"encoder": spec, "task": args.task, "max_length_doc": args.max_length_doc,
+                          "max_length_query": args.max_length_query,
                           "dtype": args.dtype, **res}), flush=True)
     return 0
 
