@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--max-length-doc", type=int, default=256)
+    ap.add_argument("--max-length-query", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--packages", nargs="*", default=["click", "jinja2"])
     ap.add_argument("--limit", type=int, default=1000)
@@ -48,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     chunks = real_chunks(args.packages, args.limit)
     enc = SpladeEncoder(
         args.model, device="cpu", dtype=args.dtype, threads=args.threads,
-        max_length_doc=args.max_length_doc, batch_size=args.batch_size,
+        max_length_doc=args.max_length_doc, max_length_query=args.max_length_query,
+        batch_size=args.batch_size,
     )  # fmt: skip
     lengths = sorted(len(ids) for ids in enc._tokenize(chunks, 10**6))  # untruncated, for the report
     qs = [p.query for p in mine_docstring_pairs(args.packages)][: args.queries]
@@ -61,6 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         s = time.perf_counter()
         enc.encode_queries([q])
         q_ms.append(1000 * (time.perf_counter() - s))
+    # Long queries (an agent pasting a problem statement or code): the longest chunks, as queries.
+    long_qs = sorted(chunks, key=len)[-50:]
+    long_ms = []
+    for q in long_qs:
+        s = time.perf_counter()
+        enc.encode_queries([q])
+        long_ms.append(1000 * (time.perf_counter() - s))
 
     # Where the time goes: the transformer body vs the vocabulary projection + max-pool.
     import torch
@@ -87,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "chunks_per_s": round(len(chunks) / (t1 - t0), 1),
         "query_ms_median": round(statistics.median(q_ms), 2),
         "query_ms_p95": round(sorted(q_ms)[int(0.95 * len(q_ms))], 2),
+        "long_query_tokens_median": sorted(min(len(i), enc.max_length_query) for i in enc._tokenize(long_qs, 10**6))[len(long_qs) // 2],
+        "long_query_ms_median": round(statistics.median(long_ms), 2),
         "tokens_p10_p50_p90_p99_max": [pct(0.1), pct(0.5), pct(0.9), pct(0.99), lengths[-1]],
         "share_truncated": round(sum(n > args.max_length_doc for n in lengths) / len(lengths), 3),
         "terms_per_doc": round(sum(map(len, docs)) / len(docs), 1),
