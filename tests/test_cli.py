@@ -82,3 +82,23 @@ def test_piping_search_output_into_a_reader_that_stops_early_is_not_an_error(sam
     out = subprocess.run(shell, shell=True, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
     assert out.stdout.startswith("# encoder: lexical")
     assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
+
+
+def test_indexing_a_repository_never_runs_its_configured_fsmonitor(sample_repo, tmp_path):
+    """A checkout's .git/config may name a program as core.fsmonitor; `git status` would run it."""
+    marker = tmp_path / "fsmonitor-ran"
+    hook = tmp_path / "monitor.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    subprocess.run(["git", "-C", str(sample_repo), "config", "core.fsmonitor", str(hook)], check=True)
+    # The configured program really runs under a plain `git status` (so the test can fail)...
+    subprocess.run(["git", "-C", str(sample_repo), "status", "--porcelain"], capture_output=True, check=False)
+    assert marker.exists()
+    marker.unlink()
+    # ...but not under codelsr's index (full and incremental), search or status.
+    assert run("index", str(sample_repo)).returncode == 0
+    (sample_repo / "src" / "new_module.py").write_text("def added():\n    return 1\n")
+    assert run("index", str(sample_repo)).returncode == 0
+    assert run("status", str(sample_repo)).returncode == 0
+    assert run("search", "levenshtein", "--repo", str(sample_repo)).returncode == 0
+    assert not marker.exists()

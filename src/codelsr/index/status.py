@@ -17,6 +17,24 @@ from codelsr.index.paths import index_root_for, indexes_home
 _SKIP_DIRS = {".git", "node_modules", "__pycache__", ".venv", "venv"}
 
 
+def harden_git_env(environ: dict[str, str] | None = None) -> None:
+    """Switch off ``core.fsmonitor`` for every git that codelsr runs (status, diff, hooks' reindex).
+
+    A repository's own config could name a program as its fsmonitor, which every ``git status``
+    would then run: indexing someone else's checkout must not execute code from it. Config from the
+    environment (``GIT_CONFIG_COUNT``/``KEY``/``VALUE``) overrides the repository's. Idempotent.
+    (Filter drivers remain git's to honour; see README.)
+    """
+    env = os.environ if environ is None else environ
+    n = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
+    for i in range(n):
+        if env.get(f"GIT_CONFIG_KEY_{i}") == "core.fsmonitor" and env.get(f"GIT_CONFIG_VALUE_{i}") == "false":
+            return
+    env[f"GIT_CONFIG_KEY_{n}"] = "core.fsmonitor"
+    env[f"GIT_CONFIG_VALUE_{n}"] = "false"
+    env["GIT_CONFIG_COUNT"] = str(n + 1)
+
+
 def worktree_fingerprint(repo: Path) -> str:
     """A hash that changes whenever the files codelsr would index change.
 

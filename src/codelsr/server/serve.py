@@ -18,6 +18,7 @@ from pathlib import Path
 import anyio
 
 from codelsr.errors import CodelsrError
+from codelsr.index.status import harden_git_env
 from codelsr.server.app import create_server
 
 log = logging.getLogger("codelsr.server")
@@ -61,16 +62,6 @@ def claim_stdio() -> tuple[anyio.AsyncFile[str], anyio.AsyncFile[str]]:
     return anyio.wrap_file(stdin), anyio.wrap_file(stdout)
 
 
-def _harden_git() -> None:
-    """git runs for status and commit checks: switch off core.fsmonitor, the setting through which a
-    repository's own config would make every ``git status`` run a program. Config from the
-    environment overrides the repository's. (Filter drivers remain git's to honour; see README.)"""
-    n = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
-    os.environ[f"GIT_CONFIG_KEY_{n}"] = "core.fsmonitor"
-    os.environ[f"GIT_CONFIG_VALUE_{n}"] = "false"
-    os.environ["GIT_CONFIG_COUNT"] = str(n + 1)
-
-
 async def _serve_stdio(server, stdin: anyio.AsyncFile[str], stdout: anyio.AsyncFile[str]) -> None:
     from mcp.server.stdio import stdio_server
 
@@ -83,7 +74,7 @@ def serve_command(args: argparse.Namespace) -> int:
     roots = [Path(r) for r in (args.root or [Path.cwd()])]
     encoder = getattr(args, "encoder", None)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="codelsr: %(message)s")
-    _harden_git()
+    harden_git_env()
     if args.http is None:
         server = create_server(roots, encoder)  # bad roots or encoder fail here, before the claim
         stdin, stdout = claim_stdio()
