@@ -91,14 +91,21 @@ def test_indexing_a_repository_never_runs_its_configured_fsmonitor(sample_repo, 
     hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
     hook.chmod(0o755)
     subprocess.run(["git", "-C", str(sample_repo), "config", "core.fsmonitor", str(hook)], check=True)
+    # An environment without git config overrides (in-process CLI calls of other tests add one).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_CONFIG_")}
+
+    def codelsr(*args: str) -> int:
+        return subprocess.run([sys.executable, "-m", "codelsr", *args], capture_output=True, env=env,
+                              timeout=120).returncode
+
     # The configured program really runs under a plain `git status` (so the test can fail)...
-    subprocess.run(["git", "-C", str(sample_repo), "status", "--porcelain"], capture_output=True, check=False)
+    subprocess.run(["git", "-C", str(sample_repo), "status", "--porcelain"], capture_output=True, env=env)
     assert marker.exists()
     marker.unlink()
     # ...but not under codelsr's index (full and incremental), search or status.
-    assert run("index", str(sample_repo)).returncode == 0
+    assert codelsr("index", str(sample_repo)) == 0
     (sample_repo / "src" / "new_module.py").write_text("def added():\n    return 1\n")
-    assert run("index", str(sample_repo)).returncode == 0
-    assert run("status", str(sample_repo)).returncode == 0
-    assert run("search", "levenshtein", "--repo", str(sample_repo)).returncode == 0
+    assert codelsr("index", str(sample_repo)) == 0
+    assert codelsr("status", str(sample_repo)) == 0
+    assert codelsr("search", "levenshtein", "--repo", str(sample_repo)) == 0
     assert not marker.exists()
