@@ -70,6 +70,30 @@ def test_paging_with_offset_continues_where_the_first_page_stopped(sample_repo):
     assert first + second == everything
 
 
+def test_paging_encodes_the_query_once_and_returns_fresh_vectors(sample_repo):
+    build_index(sample_repo)
+    reader = open_index(sample_repo)
+    real = reader.encoder()
+    calls: list[str] = []
+
+    class Counting:  # a spy around the real encoder: counts, then delegates
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def encode_queries(self, texts):
+            calls.extend(texts)
+            return real.encode_queries(texts)
+
+    reader._encoder = Counting()
+    pages = [[h.chunk_id for h in search(sample_repo, "matrix transpose rows", k=2, offset=o).hits] for o in (0, 2, 4)]
+    assert calls == ["matrix transpose rows"] and pages[0] and pages[0] != pages[1]
+    # A caller changing the vector it got back does not change the next search.
+    reader.query_vector("matrix transpose rows").clear()
+    assert [h.chunk_id for h in search(sample_repo, "matrix transpose rows", k=2).hits] == pages[0]
+    search(sample_repo, "a different question", k=2)
+    assert calls == ["matrix transpose rows", "a different question"]
+
+
 def test_reindexing_an_unchanged_repository_is_idempotent_and_reuses_every_vector(sample_repo):
     first = build_index(sample_repo)
     hits1 = [(h.chunk_id, h.score) for h in top(sample_repo, "matrix transpose rows", k=5)]

@@ -8,6 +8,7 @@ rebuilt by another process (the CLI, a git hook) without a restart.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from codelsr.index.store import (
     check_file_sizes,
 )
 from codelsr.records import SparseVector
+
+QUERY_CACHE_SIZE = 256  # query vectors kept per open generation
 
 
 class _DocFreq(Mapping):
@@ -119,6 +122,10 @@ class IndexReader:
         self._backend: SearchBackend | None = None
         self._exact: ExactBackend | None = None
         self._encoder: SparseEncoder | None = None
+        # Recent query vectors: paging through hits (offset=10, 20, ...) asks for the same query
+        # again, and a neural encoder would run its network each time.
+        self._query_vectors: OrderedDict[str, SparseVector] = OrderedDict()
+        self._query_lock = threading.Lock()
         self._lock = threading.Lock()
 
     @property
@@ -168,7 +175,18 @@ class IndexReader:
         return self._encoder
 
     def query_vector(self, query: str, encoder: str | None = None) -> SparseVector:
-        return self.encoder(encoder).encode_queries([query])[0]
+        enc = self.encoder(encoder)
+        with self._query_lock:
+            vec = self._query_vectors.get(query)
+            if vec is not None:
+                self._query_vectors.move_to_end(query)
+                return dict(vec)
+        vec = enc.encode_queries([query])[0]
+        with self._query_lock:
+            self._query_vectors[query] = vec
+            while len(self._query_vectors) > QUERY_CACHE_SIZE:
+                self._query_vectors.popitem(last=False)
+        return dict(vec)
 
     def to_ids(self, vector: SparseVector) -> tuple[np.ndarray, np.ndarray]:
         """Query terms as this generation's term ids; terms no chunk has are dropped."""
