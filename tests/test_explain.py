@@ -34,6 +34,19 @@ def test_contributions_add_up_to_the_hit_score_and_lexical_terms_are_literal(sam
     assert e.summary.startswith(f"score {e.score:.3f} from {len(e.terms)} shared terms")
 
 
+def test_a_hybrid_encoders_lexical_terms_are_literal_with_their_lines(sample_repo):
+    """``lex:levenshtein`` is the word levenshtein in both texts, not an expansion."""
+    pytest.importorskip("torch")
+    build_index(sample_repo, "hybrid-code-tiny")
+    hit = search(sample_repo, QUERY).hits[0]
+    e = explain(sample_repo, QUERY, hit.chunk_id, max_terms=None)
+    lexical = [t for t in e.terms if t.term.startswith("lex:")]
+    assert lexical and len(lexical) < len(e.terms)  # SPLADE terms too
+    for t in lexical:
+        assert t.kind == "literal" and not t.expansion and t.lines, t
+    assert sum(t.contribution for t in e.terms) == pytest.approx(hit.score, rel=1e-6)
+
+
 def test_terms_beyond_max_terms_are_summed_so_nothing_is_lost(sample_repo):
     build_index(sample_repo)
     hit = search(sample_repo, QUERY).hits[0]

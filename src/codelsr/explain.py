@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codelsr.encoders.hybrid import LEXICAL_PREFIX
 from codelsr.encoders.identifiers import code_terms
 from codelsr.errors import InvalidQueryError
 from codelsr.index.reader import IndexReader, open_index
@@ -38,8 +39,9 @@ FOCUS_LINE_CHARS = 160
 
 
 def term_surface(term: str) -> str:
-    """The text a vocabulary term stands for, lower-cased (``Ġparse`` -> ``parse``)."""
-    return _MARKERS.sub("", term).lower()
+    """The text a vocabulary term stands for, lower-cased (``Ġparse`` -> ``parse``; a hybrid
+    encoder's lexical term ``lex:parse`` -> ``parse``)."""
+    return _MARKERS.sub("", term.removeprefix(LEXICAL_PREFIX)).lower()
 
 
 def _occurs(surface: str, words: set[str], text_lower: str) -> bool:
