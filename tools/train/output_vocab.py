@@ -29,11 +29,12 @@ from tools.train import data as D
 
 
 def active_term_counts(model: Path, pairs: Sequence[D.Pair], *, max_length_doc: int = 256,
-                       max_length_query: int = 64, dtype: str = "float32", log=print) -> tuple[Counter, int]:
+                       max_length_query: int = 64, dtype: str = "float32", device: str = "cpu",
+                       log=print) -> tuple[Counter, int]:
     """(vectors in which each token id is active, number of vectors), full vocabulary."""
     from codelsr.encoders.splade import SpladeEncoder
 
-    enc = SpladeEncoder(str(model), device="cpu", dtype=dtype, output_vocab=False,
+    enc = SpladeEncoder(str(model), device=device, dtype=dtype, output_vocab=False,
                         max_length_doc=max_length_doc, max_length_query=max_length_query,
                         batch_size=32)  # fmt: skip
     id_of = {t: i for i, t in enumerate(enc._terms) if t is not None}

@@ -285,13 +285,13 @@ def train(cfg: Config) -> dict[str, Any]:
         log(f"validation after {state['step']} steps: {state['valid_after']}")
     result = write_model(model, start, cfg, state, train_pairs)
     if cfg.output_vocab_min_df > 0:
-        result = restrict_output_vocab(cfg, result, train_pairs, vq, vcorpus)
+        result = restrict_output_vocab(cfg, result, train_pairs, vq, vcorpus, device)
     log(f"wrote {cfg.out}")
     return result
 
 
 def restrict_output_vocab(cfg: Config, info: dict[str, Any], train_pairs: Sequence[D.Pair],
-                          vq: Sequence[D.Pair], vcorpus: Sequence[D.Pair]) -> dict[str, Any]:
+                          vq: Sequence[D.Pair], vcorpus: Sequence[D.Pair], device: str = "cpu") -> dict[str, Any]:
     """Write ``output_vocab.json`` from training-pair activations; re-validate with it."""
     from tools.train.evaluate import evaluate
     from tools.train.output_vocab import active_term_counts, write_output_vocab
@@ -300,11 +300,11 @@ def restrict_output_vocab(cfg: Config, info: dict[str, Any], train_pairs: Sequen
 
     out = Path(cfg.out)
     counts, n = active_term_counts(out, train_pairs, max_length_doc=cfg.eval_length_doc,
-                                   max_length_query=cfg.max_length_query, log=log)
+                                   max_length_query=cfg.max_length_query, device=device, log=log)
     info["output_vocab"] = write_output_vocab(out, counts, n, min_df=cfg.output_vocab_min_df, source={
         "train_pairs": len(train_pairs), "train_pairs_hash": D.unit_list_hash(train_pairs)})
     if vq:
-        enc = SpladeEncoder(str(out), device="cpu", max_length_doc=cfg.eval_length_doc,
+        enc = SpladeEncoder(str(out), device=device, dtype="float32", max_length_doc=cfg.eval_length_doc,
                             max_length_query=cfg.max_length_query)
         info["valid_output_vocab"] = evaluate(enc, vq, vcorpus)
         log(f"validation with the output vocabulary ({enc.output_vocab_size} terms): {info['valid_output_vocab']}")
