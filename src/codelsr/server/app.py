@@ -293,8 +293,10 @@ class CodelsrTools:
                                                "first root)")],
         ctx: Context,
         encoder: Annotated[str | None, Field(
-            description="lexical (offline BM25-style, the default) or splade:<hub id or folder>; omit to keep "
-                        "the encoder of the existing index")] = None,
+            description="lexical (offline BM25-style; the default unless the server sets --encoder), "
+                        "hybrid-code-tiny (codelsr's shipped SPLADE model plus BM25: better at finding code by "
+                        "what it does, slower to index), splade-code-tiny, or splade:<hub id or folder>; omit "
+                        "to keep the encoder of the existing index")] = None,
         force: Annotated[bool, Field(description="re-encode every chunk instead of reusing unchanged ones")] = False,
     ) -> Annotated[CallToolResult, IndexRepoResult]:
         """Build or update the search index of a repository.
