@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--max-length-doc", type=int, default=256)
-    ap.add_argument("--max-length-query", type=int, default=512)
+    ap.add_argument("--max-length-query", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--packages", nargs="*", default=["click", "jinja2"])
     ap.add_argument("--limit", type=int, default=1000)
