@@ -108,7 +108,7 @@ FAMILY_DEFAULTS: dict[str, tuple[int, int]] = {"mlm": (512, 128), "decoder": (10
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
-# A checkpoint may restrict its output space to a subset of the vocabulary (see OUTPUT_VOCAB_DOC).
+# A checkpoint may restrict its output space to a subset of the vocabulary (SpladeEncoder docstring).
 OUTPUT_VOCAB_FILE = "output_vocab.json"
 # Rows of the LM head multiplied per chunk: bounds the temporary logits to ~64M floats.
 _LOGIT_BUDGET = 64 * 1024 * 1024
@@ -640,8 +640,9 @@ class SpladeEncoder:
 
         The logits are computed vocabulary-major (``W @ states.T``, shape V x tokens) so the max
         runs along contiguous memory, and ``amax`` (no argmax indices) does it: 2-3x faster on
-        CPU than ``(states @ W.T).max(0)`` for the same numbers. The bias is added after the max
-        (``max(x + b) == max(x) + b``, exactly, since rounding is monotone).
+        CPU than ``(states @ W.T).max(0)`` for the same numbers. The bias is added after the max,
+        in float32: ``max(x + b) == max(x) + b`` holds exactly in float32 too, since rounding is
+        monotone (under bfloat16 inference the bias is now added at higher precision).
         """
         torch = self._torch
         weight, bias = self._head_weight, self._head_bias
