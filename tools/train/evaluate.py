@@ -158,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.train.evaluate", description=__doc__)
     ap.add_argument("--encoder", action="append", required=True)
     ap.add_argument("--max-length-doc", type=int, default=256)
-    ap.add_argument("--max-length-query", type=int, default=512)
+    ap.add_argument("--max-length-query", type=int, default=None,
+                    help="SPLADE query cut in tokens (default: the family default, 128 for BERT)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", default="float32", help="SPLADE inference dtype (float32 or bfloat16)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N queries (corpus unchanged)")

@@ -51,7 +51,7 @@ def active_term_counts(model: Path, pairs: Sequence[D.Pair], *, max_length_doc: 
 
 
 def write_output_vocab(model: Path, counts: Counter, vectors: int, *, min_df: int,
-                       source: dict[str, Any]) -> dict[str, Any]:
+                       train_pairs: Sequence[D.Pair]) -> dict[str, Any]:
     """Write ``<model>/output_vocab.json``; returns what it wrote, minus the id list."""
     ids = sorted(i for i, c in counts.items() if c >= min_df)
     info = {
@@ -62,7 +62,8 @@ def write_output_vocab(model: Path, counts: Counter, vectors: int, *, min_df: in
         "vectors_counted": vectors,
         "terms_active": len(counts),
         "terms_kept": len(ids),
-        **source,
+        "train_pairs": len(train_pairs),
+        "train_pairs_hash": D.unit_list_hash(train_pairs),
     }
     path = model / "output_vocab.json"
     tmp = path.with_suffix(".tmp")
@@ -95,8 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k in (1, 2, 3, 5, 10):
         print(json.dumps({"min_df": k, "terms": sum(1 for c in counts.values() if c >= k)}))
     if not args.dry_run:
-        info = write_output_vocab(args.model, counts, n, min_df=args.min_df, source={
-            "train_pairs": len(train), "train_pairs_hash": D.unit_list_hash(train)})
+        info = write_output_vocab(args.model, counts, n, min_df=args.min_df, train_pairs=train)
         print(json.dumps(info))
     return 0
 

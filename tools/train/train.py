@@ -285,14 +285,15 @@ def train(cfg: Config) -> dict[str, Any]:
         log(f"validation after {state['step']} steps: {state['valid_after']}")
     result = write_model(model, start, cfg, state, train_pairs)
     if cfg.output_vocab_min_df > 0:
-        result = restrict_output_vocab(cfg, result, train_pairs, vq, vcorpus, device)
+        restrict_output_vocab(cfg, result, train_pairs, vq, vcorpus, device)
+    write_card(Path(cfg.out), result)
     log(f"wrote {cfg.out}")
     return result
 
 
 def restrict_output_vocab(cfg: Config, info: dict[str, Any], train_pairs: Sequence[D.Pair],
-                          vq: Sequence[D.Pair], vcorpus: Sequence[D.Pair], device: str = "cpu") -> dict[str, Any]:
-    """Write ``output_vocab.json`` from training-pair activations; re-validate with it."""
+                          vq: Sequence[D.Pair], vcorpus: Sequence[D.Pair], device: str = "cpu") -> None:
+    """Write ``output_vocab.json`` from training-pair activations; re-validate with it (into ``info``)."""
     from tools.train.evaluate import evaluate
     from tools.train.output_vocab import active_term_counts, write_output_vocab
 
@@ -301,16 +302,13 @@ def restrict_output_vocab(cfg: Config, info: dict[str, Any], train_pairs: Sequen
     out = Path(cfg.out)
     counts, n = active_term_counts(out, train_pairs, max_length_doc=cfg.eval_length_doc,
                                    max_length_query=cfg.max_length_query, device=device, log=log)
-    info["output_vocab"] = write_output_vocab(out, counts, n, min_df=cfg.output_vocab_min_df, source={
-        "train_pairs": len(train_pairs), "train_pairs_hash": D.unit_list_hash(train_pairs)})
+    info["output_vocab"] = write_output_vocab(out, counts, n, min_df=cfg.output_vocab_min_df,
+                                              train_pairs=train_pairs)
     if vq:
         enc = SpladeEncoder(str(out), device=device, dtype="float32", max_length_doc=cfg.eval_length_doc,
                             max_length_query=cfg.max_length_query)
         info["valid_output_vocab"] = evaluate(enc, vq, vcorpus)
         log(f"validation with the output vocabulary ({enc.output_vocab_size} terms): {info['valid_output_vocab']}")
-    (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
-    (out / "README.md").write_text(model_card(info))
-    return info
 
 
 def _checkpoint(path: Path, model: Encoder, opt: Any, state: dict[str, Any]) -> None:
@@ -349,11 +347,15 @@ def write_model(model: Encoder, start: Path, cfg: Config, state: dict[str, Any],
         "valid_after": state.get("valid_after"),
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "run_dir", "base_dir")},
     }
+    return info
+
+
+def write_card(out: Path, info: dict[str, Any]) -> None:
+    """``training.json`` and the model card, once every stage has added to ``info``."""
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     (out / "README.md").write_text(model_card(info))
     for f in out.iterdir():
         f.chmod(0o644)
-    return info
 
 
 def _row(name: str, m: dict[str, float] | None) -> str:
