@@ -190,9 +190,9 @@ def _lazy(module: str, name: str):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from codelsr.index.status import harden_git_env
+    from codelsr.git import harden_env
 
-    harden_git_env()  # a repository's core.fsmonitor must not run programs when we index it
+    harden_env()  # a repository's core.fsmonitor must not run programs when we index it
     try:
         return int(args.func(args) or 0)
     except CodelsrError as exc:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from codelsr import git
 from codelsr.chunking.languages import TEXT, detect_language, language_from_shebang, spec_for
 from codelsr.errors import NotARepositoryError
 
@@ -301,50 +302,15 @@ def _check_root(root: Path) -> Path:
     return root
 
 
-def _open_repo(root: Path):  # -> git.Repo | None
-    """The git repository whose working tree is exactly ``root``, or None.
-
-    A folder inside a repository counts as a plain folder: keeping ``root`` equal to the
-    working tree keeps every path relative to the same place.
-    """
-    try:
-        import git
-    except ImportError:  # GitPython raises at import when no git executable is found
-        return None
-    try:
-        repo = git.Repo(root)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError, OSError):
-        return None
-    if (
-        repo.bare
-        or repo.working_tree_dir is None
-        or Path(repo.working_tree_dir).resolve() != root.resolve()
-    ):
-        repo.close()
-        return None
-    return repo
-
-
 def is_git_repository(root: Path) -> bool:
     """Whether ``root`` is the top of a git working tree (not a bare repo, not a subfolder)."""
-    repo = _open_repo(Path(root))
-    if repo is None:
-        return False
-    repo.close()
-    return True
+    return git.is_worktree_root(Path(root))
 
 
 def git_head(root: Path) -> str | None:
     """The commit sha of HEAD; None for a plain folder or a repository with no commits."""
-    repo = _open_repo(Path(root))
-    if repo is None:
-        return None
-    try:
-        return repo.head.commit.hexsha
-    except (ValueError, TypeError):  # unborn branch: HEAD points at a ref with no commit
-        return None
-    finally:
-        repo.close()
+    root = Path(root)
+    return git.head(root) if git.is_worktree_root(root) else None
 
 
 def read_text(path: Path) -> str:
@@ -389,14 +355,11 @@ def walk_repository(root: Path, options: ChunkingOptions = ChunkingOptions()) ->
     reported_dirs: set[str] = set()
 
     candidates: Iterable[str] | None = None
-    repo = _open_repo(root)
-    if repo is not None:
+    if git.is_worktree_root(root):
         try:
-            candidates = _git_paths(repo)
-        except Exception as exc:  # git.GitCommandError, e.g. "dubious ownership" of the repo
+            candidates = git.listed_files(root)
+        except git.GitError as exc:  # e.g. "dubious ownership" of the repository
             _log.warning("git could not list %s (%s); walking it as a plain folder", root, exc)
-        finally:
-            repo.close()
     if candidates is None:
         candidates = _plain_paths(root, excluded, options.exclude_globs, result, reported_dirs)
 
@@ -417,14 +380,6 @@ def walk_repository(root: Path, options: ChunkingOptions = ChunkingOptions()) ->
     result.files.sort(key=lambda f: f.path)
     result.skipped.sort(key=lambda s: s.path)
     return result
-
-
-def _git_paths(repo) -> list[str]:  # repo: git.Repo
-    """Tracked plus untracked-but-not-ignored paths, deduplicated (merge conflicts repeat)."""
-    raw: bytes = repo.git.ls_files(
-        "--cached", "--others", "--exclude-standard", "-z", stdout_as_string=False
-    )
-    return sorted({os.fsdecode(p) for p in raw.split(b"\0") if p})
 
 
 def _plain_paths(

@@ -25,6 +25,7 @@ import filelock
 import numpy as np
 
 import codelsr
+from codelsr import git
 from codelsr.chunking import ChunkingOptions, SkippedFile, chunk_file
 from codelsr.chunking.walk import decode_bytes
 from codelsr.encoders import get_encoder, normalise_spec
@@ -48,7 +49,6 @@ from codelsr.index.incremental import (
 )
 from codelsr.index.manifest import IndexManifest
 from codelsr.index.paths import index_root_for
-from codelsr.index.status import worktree_fingerprint
 from codelsr.index.store import (
     CHUNKS_DB,
     DELTA_DIR,
@@ -408,12 +408,13 @@ def _write_delta(tmp: Path, records: list[FileRecord], base: _Base, fresh: Forwa
 def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | None, backend: str | None,
            options: ChunkingOptions, progress: Progress | None, started: float) -> IndexReport:
     scanned_ns = time.time_ns()
-    fingerprint = worktree_fingerprint(repo)
+    state = git.head(repo), git.status(repo)  # asked once: the fingerprint and the scan share it
+    fingerprint = git.worktree_fingerprint(repo, state)
     # Incremental only when the chunks of unchanged files would come out the same.
     incremental = base is not None and base.manifest.chunking == _options_json(options)
     table = base.table if incremental else None
-    git = git_changes(repo, table.git_commit if table is not None else None)
-    changes = scan(repo, options, table, git)
+    vcs = git_changes(repo, table.git_commit if table is not None else None, state)
+    changes = scan(repo, options, table, vcs)
 
     new_records, fresh_rows = _chunk_changed(changes.changed, options, progress)
     records = sorted([*changes.unchanged, *new_records], key=lambda r: r.path)
@@ -441,8 +442,8 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
             written = _write_delta(tmp, records, base, fresh, fresh_rows)
         records = written.records
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        FileTable(written.main_rows, written.delta_rows, records, git.head if git is not None else None,
-                  sorted(git.dirty) if git is not None else [], scanned_ns, changes.skip_records).write(tmp)
+        FileTable(written.main_rows, written.delta_rows, records, vcs.head if vcs is not None else None,
+                  sorted(vcs.dirty) if vcs is not None else [], scanned_ns, changes.skip_records).write(tmp)
         manifest = IndexManifest(
             codelsr_version=codelsr.__version__,
             repo_path=str(repo),
@@ -451,8 +452,8 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
             encoder_settings=enc.settings(),
             backend=written.backend,
             backend_settings=written.backend_settings,
-            git_commit=git.head if git is not None else None,
-            git_dirty=bool(git.dirty) if git is not None else False,
+            git_commit=vcs.head if vcs is not None else None,
+            git_dirty=bool(vcs.dirty) if vcs is not None else False,
             chunk_count=n_live,
             file_count=len(records),
             term_count=written.term_count,

@@ -28,11 +28,11 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from codelsr import git
 from codelsr.errors import CorruptIndexError
 
 if TYPE_CHECKING:  # the chunking package (tree-sitter) loads only when a scan runs, not for searches
@@ -143,40 +143,23 @@ class GitChanges:
     dirty: set[str]
 
 
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    # --no-optional-locks: never take .git/index.lock, so a background reindex cannot make the
-    # user's next git command fail with "index.lock exists".
-    return subprocess.run(["git", "--no-optional-locks", "-C", str(repo), "-c", "core.quotepath=off", *args],
-                          capture_output=True, timeout=120, check=False)
-
-
-def git_changes(repo: Path, indexed_commit: str | None) -> GitChanges | None:
+def git_changes(repo: Path, indexed_commit: str | None,
+                current: tuple[str | None, git.Status | None] | None = None) -> GitChanges | None:
     """Paths changed between ``indexed_commit`` and HEAD, and paths dirty in the working tree.
 
-    None when ``repo`` is not a git working tree (or git is unavailable)."""
-    try:
-        top = _git(repo, "rev-parse", "--show-toplevel")
-        if top.returncode != 0 or Path(os.fsdecode(top.stdout.strip())).resolve() != repo.resolve():
-            return None
-        head_out = _git(repo, "rev-parse", "-q", "--verify", "HEAD^{commit}")
-        head = (head_out.stdout.decode().strip() or None) if head_out.returncode == 0 else None
-        status = _git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
-        if status.returncode != 0:
-            return None
-        dirty = {os.fsdecode(e[3:]) for e in status.stdout.split(b"\0") if len(e) > 3}
-        since: set[str] | None = None
-        if indexed_commit and head:
-            if indexed_commit == head:
-                since = set()
-            else:
-                diff = _git(repo, "diff", "--name-only", "--no-renames", "-z", indexed_commit, head, "--")
-                if diff.returncode == 0:
-                    since = {os.fsdecode(p) for p in diff.stdout.split(b"\0") if p}
-        elif indexed_commit is None and head is None:
-            since = set()  # still no commit: the working tree status says everything
-    except (OSError, subprocess.TimeoutExpired):
+    None when ``repo`` is not the top of a git working tree (or git is unavailable).
+    ``current``: (HEAD, status) already asked of git by the caller."""
+    if not git.is_worktree_root(repo):
         return None
-    return GitChanges(head, since, dirty)
+    head, status = current if current is not None else (git.head(repo), git.status(repo))
+    if status is None:
+        return None
+    since: set[str] | None = None
+    if indexed_commit and head:
+        since = set() if indexed_commit == head else git.changed_between(repo, indexed_commit, head)
+    elif indexed_commit is None and head is None:
+        since = set()  # still no commit: the working tree status says everything
+    return GitChanges(head, since, status.paths)
 
 
 @dataclass
@@ -228,18 +211,15 @@ def _candidates(root: Path, options: ChunkingOptions, result, excluded, reported
     """The paths ``walk_repository`` would consider: git's list, or a walk of a plain folder."""
     from codelsr.chunking import walk as _walk
 
-    repo = _walk._open_repo(root)
-    if repo is not None:
+    if git.is_worktree_root(root):
         try:
-            return _walk._git_paths(repo)
-        except Exception as exc:  # noqa: BLE001 - git.GitCommandError, e.g. "dubious ownership"
+            return git.listed_files(root)
+        except git.GitError as exc:  # e.g. "dubious ownership" of the repository
             _log.warning("git could not list %s (%s); walking it as a plain folder", root, exc)
-        finally:
-            repo.close()
     return _walk._plain_paths(root, excluded, options.exclude_globs, result, reported)
 
 
-def scan(root: Path, options: ChunkingOptions, previous: FileTable | None, git: GitChanges | None) -> Scan:
+def scan(root: Path, options: ChunkingOptions, previous: FileTable | None, vcs: GitChanges | None) -> Scan:
     """Walk ``root`` like ``walk_repository`` and compare each file with ``previous``.
 
     A file whose stat matches the table and that git does not name (and that is not racily clean)
@@ -256,9 +236,9 @@ def scan(root: Path, options: ChunkingOptions, previous: FileTable | None, git: 
     old = previous.by_path() if previous is not None else {}
     old_skips = {r.path: r for r in previous.skipped} if previous is not None else {}
     must_examine: set[str] | None = None  # None: every file
-    if previous is not None and git is not None and git.since_commit is not None:
-        must_examine = git.since_commit | git.dirty | set(previous.dirty)
-    elif previous is not None and git is None:
+    if previous is not None and vcs is not None and vcs.since_commit is not None:
+        must_examine = vcs.since_commit | vcs.dirty | set(previous.dirty)
+    elif previous is not None and vcs is None:
         must_examine = set()  # a plain folder: stat decides which files to examine
     racy_after = previous.scanned_ns - RACY_NS if previous is not None else 0
     resolved_root = root.resolve()
