@@ -26,8 +26,7 @@ import numpy as np
 
 import codelsr
 from codelsr import git
-from codelsr.chunking import ChunkingOptions, SkippedFile, chunk_file
-from codelsr.chunking.walk import decode_bytes
+from codelsr.chunking import ChunkingOptions, SkippedFile, chunk_file, decode_bytes
 from codelsr.encoders import get_encoder, normalise_spec
 from codelsr.encoders.base import SparseEncoder
 from codelsr.errors import (

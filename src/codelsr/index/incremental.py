@@ -24,9 +24,7 @@ collected), every file is examined and content hashes decide.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +34,7 @@ from codelsr import git
 from codelsr.errors import CorruptIndexError
 
 if TYPE_CHECKING:  # the chunking package (tree-sitter) loads only when a scan runs, not for searches
-    from codelsr.chunking import ChunkingOptions, RepoFile, SkippedFile
-
-_log = logging.getLogger(__name__)
+    from codelsr.chunking import ChunkingOptions, ReadFile, SkippedFile
 
 FILES_TABLE = "files.json"
 FILES_TABLE_VERSION = 1
@@ -163,22 +159,11 @@ def git_changes(repo: Path, indexed_commit: str | None,
 
 
 @dataclass
-class ChangedFile:
-    """A file to (re)chunk: its bytes are already read and hashed."""
-
-    file: RepoFile
-    data: bytes
-    sha1: str
-    size: int
-    mtime_ns: int
-
-
-@dataclass
 class Scan:
     """The repository compared with the previous file table."""
 
     unchanged: list[FileRecord] = field(default_factory=list)  # content unchanged (stat refreshed)
-    changed: list[ChangedFile] = field(default_factory=list)  # new or modified: chunk and encode these
+    changed: list[ReadFile] = field(default_factory=list)  # new or modified: chunk and encode these
     deleted: list[str] = field(default_factory=list)  # indexed paths gone (deleted, renamed, now skipped)
     skipped: list[SkippedFile] = field(default_factory=list)  # as ``walk_repository`` reports them
     skip_records: list[SkipRecord] = field(default_factory=list)  # file skips, to reuse next time
@@ -197,28 +182,6 @@ def _stat(path: Path) -> os.stat_result | None:
         return None
 
 
-def _read(path: Path) -> tuple[bytes, str, int, int] | None:
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            data = f.read()
-    except OSError:
-        return None
-    return data, hashlib.sha1(data).hexdigest(), st.st_size, st.st_mtime_ns
-
-
-def _candidates(root: Path, options: ChunkingOptions, result, excluded, reported: set[str]):
-    """The paths ``walk_repository`` would consider: git's list, or a walk of a plain folder."""
-    from codelsr.chunking import walk as _walk
-
-    if git.is_worktree_root(root):
-        try:
-            return git.listed_files(root)
-        except git.GitError as exc:  # e.g. "dubious ownership" of the repository
-            _log.warning("git could not list %s (%s); walking it as a plain folder", root, exc)
-    return _walk._plain_paths(root, excluded, options.exclude_globs, result, reported)
-
-
 def scan(root: Path, options: ChunkingOptions, previous: FileTable | None, vcs: GitChanges | None) -> Scan:
     """Walk ``root`` like ``walk_repository`` and compare each file with ``previous``.
 
@@ -227,10 +190,7 @@ def scan(root: Path, options: ChunkingOptions, previous: FileTable | None, vcs: 
     repository from re-reading every file. The others go through the walker's checks and are
     read and hashed; a hash equal to the table's means unchanged. With no ``previous`` table every
     file is examined and changed."""
-    from codelsr.chunking import SkippedFile, WalkResult
-    from codelsr.chunking import (
-        walk as _walk,  # its per-file checks, so unchanged files can skip them
-    )
+    from codelsr.chunking import ReadFile, SkippedFile, classify, list_candidates
 
     root = Path(root)
     old = previous.by_path() if previous is not None else {}
@@ -242,20 +202,10 @@ def scan(root: Path, options: ChunkingOptions, previous: FileTable | None, vcs: 
         must_examine = set()  # a plain folder: stat decides which files to examine
     racy_after = previous.scanned_ns - RACY_NS if previous is not None else 0
     resolved_root = root.resolve()
-    excluded = _walk._DirMatcher(options.exclude_dirs)
-    walked = WalkResult()
-    reported: set[str] = set()
+    skipped: list[SkippedFile] = []
     out = Scan()
     indexed: set[str] = set()
-    for rel in _candidates(root, options, walked, excluded, reported):
-        skipped_dir = excluded.first_excluded_dir(rel)
-        if skipped_dir is not None:
-            if skipped_dir not in reported:
-                reported.add(skipped_dir)
-                reason = _walk._dir_reason(skipped_dir)
-                if reason:
-                    walked.skipped.append(SkippedFile(skipped_dir + "/", reason))
-            continue
+    for rel in list_candidates(root, options, skipped):
         path = root / rel
         rec, skip = old.get(rel), old_skips.get(rel)
         if must_examine is not None and rel not in must_examine and (rec is not None or skip is not None):
@@ -267,30 +217,25 @@ def scan(root: Path, options: ChunkingOptions, previous: FileTable | None, vcs: 
                 continue
             if st is not None and skip is not None and (st.st_size, st.st_mtime_ns) == (skip.size, skip.mtime_ns) \
                     and skip.mtime_ns < racy_after:
-                walked.skipped.append(SkippedFile(rel, skip.reason))
+                skipped.append(SkippedFile(rel, skip.reason))
                 out.skip_records.append(skip)
                 continue
         out.classified += 1
-        outcome = _walk._classify(rel, path, resolved_root, options)
+        outcome = classify(rel, path, resolved_root, options)
         if isinstance(outcome, SkippedFile):
-            walked.skipped.append(outcome)
+            skipped.append(outcome)
             st = _stat(path)
             if st is not None:
                 out.skip_records.append(SkipRecord(rel, outcome.reason, st.st_size, st.st_mtime_ns))
             continue
-        if outcome is None:
+        if not isinstance(outcome, ReadFile):
             continue  # listed by git but deleted from the working tree
-        read = _read(outcome.abs_path)
-        if read is None:
-            walked.skipped.append(SkippedFile(rel, "unreadable"))
-            continue
         out.hashed += 1
-        data, sha1, size, mtime_ns = read
         indexed.add(rel)
-        if rec is not None and rec.sha1 == sha1 and rec.language == outcome.language:
-            out.unchanged.append(dataclasses.replace(rec, size=size, mtime_ns=mtime_ns))
+        if rec is not None and rec.sha1 == outcome.sha1 and rec.language == outcome.file.language:
+            out.unchanged.append(dataclasses.replace(rec, size=outcome.size, mtime_ns=outcome.mtime_ns))
         else:
-            out.changed.append(ChangedFile(outcome, data, sha1, size, mtime_ns))
+            out.changed.append(outcome)
     out.deleted = sorted(p for p in old if p not in indexed)
-    out.skipped = sorted(walked.skipped, key=lambda sk: sk.path)
+    out.skipped = sorted(skipped, key=lambda sk: sk.path)
     return out
