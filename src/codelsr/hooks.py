@@ -210,7 +210,7 @@ def _clean_git_environment() -> None:
 def run(path: Path, event: str, *, settle: float | None = None) -> int:
     """Reindex ``path`` for a git ``event``, coalescing with any run already going (see module)."""
     from codelsr.index import build_index
-    from codelsr.index.paths import index_root_for
+    from codelsr.index.catalog import index_root_for
 
     _clean_git_environment()
     repo = Path(path).expanduser().resolve()

@@ -227,11 +227,11 @@ def synthetic_queries(n_queries: int, vocab: int = QWEN3_VOCAB, seed: int = 1) -
 def real_queries(collection: Collection, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Query texts as (term ids, idf-weighted weights), exactly as ``IndexReader`` makes them."""
     from codelsr.encoders.lexical import LexicalEncoder
-    from codelsr.index.reader import _DocFreq
+    from codelsr.index.reader import DocFreq
 
     fwd = collection.forward
     term_ids = {t: i for i, t in enumerate(fwd.terms)}
-    enc = LexicalEncoder().bind_collection(fwd.n_rows, _DocFreq(term_ids, fwd.doc_freq()))
+    enc = LexicalEncoder().bind_collection(fwd.n_rows, DocFreq(term_ids, fwd.doc_freq()))
     out = []
     for vec in enc.encode_queries(texts):
         pairs = [(term_ids[t], w) for t, w in vec.items() if t in term_ids and w > 0]

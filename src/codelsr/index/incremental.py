@@ -24,109 +24,18 @@ collected), every file is examined and content hashes decide.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from codelsr import git
-from codelsr.errors import CorruptIndexError
+from codelsr.index.layout import FileRecord, FileTable, SkipRecord
 
 if TYPE_CHECKING:  # the chunking package (tree-sitter) loads only when a scan runs, not for searches
     from codelsr.chunking import ChunkingOptions, ReadFile, SkippedFile
 
-FILES_TABLE = "files.json"
-FILES_TABLE_VERSION = 1
 RACY_NS = 2_000_000_000  # files modified this close to the last scan are re-hashed (coarse fs clocks)
-
-MAIN, DELTA = 0, 1
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    """One indexed file: its identity on disk and where its chunks are stored."""
-
-    path: str
-    language: str
-    segment: int  # MAIN or DELTA
-    start: int  # first row of its chunks in that segment
-    count: int  # number of chunks (0 for a blank file)
-    sha1: str
-    size: int
-    mtime_ns: int
-
-    def to_row(self) -> list:
-        return [self.path, self.language, self.segment, self.start, self.count, self.sha1, self.size, self.mtime_ns]
-
-
-@dataclass(frozen=True, slots=True)
-class SkipRecord:
-    """A file the walker skipped (binary, too large, ...), remembered with its stat so that an
-    unchanged one is not examined again."""
-
-    path: str
-    reason: str
-    size: int
-    mtime_ns: int
-
-
-@dataclass
-class FileTable:
-    """The ``files.json`` of a generation. Files are sorted by path (the order of a full walk)."""
-
-    main_rows: int
-    delta_rows: int
-    files: list[FileRecord]
-    git_commit: str | None = None
-    dirty: list[str] = field(default_factory=list)  # paths git reported as changed when indexed
-    scanned_ns: int = 0  # wall clock when the walk that produced this table started
-    skipped: list[SkipRecord] = field(default_factory=list)
-
-    def by_path(self) -> dict[str, FileRecord]:
-        return {f.path: f for f in self.files}
-
-    def write(self, folder: Path) -> None:
-        payload = {
-            "version": FILES_TABLE_VERSION, "main_rows": self.main_rows, "delta_rows": self.delta_rows,
-            "git_commit": self.git_commit, "dirty": self.dirty, "scanned_ns": self.scanned_ns,
-            "files": [f.to_row() for f in self.files],
-            "skipped": [[r.path, r.reason, r.size, r.mtime_ns] for r in self.skipped],
-        }
-        (folder / FILES_TABLE).write_text(json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
-                                          encoding="utf-8")
-
-    @classmethod
-    def read(cls, folder: Path) -> FileTable:
-        path = folder / FILES_TABLE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            if raw.get("version") != FILES_TABLE_VERSION:
-                raise ValueError(f"file table version {raw.get('version')}")
-            files = [FileRecord(str(p), str(lang), int(seg), int(start), int(count), str(sha), int(size), int(mt))
-                     for p, lang, seg, start, count, sha, size, mt in raw["files"]]
-            skipped = [SkipRecord(str(p), str(why), int(size), int(mt)) for p, why, size, mt in raw.get("skipped", [])]
-            table = cls(int(raw["main_rows"]), int(raw["delta_rows"]), files, raw.get("git_commit"),
-                        list(raw.get("dirty", [])), int(raw.get("scanned_ns", 0)), skipped)
-        except FileNotFoundError as exc:
-            raise CorruptIndexError(f"index file missing: {path}; rebuild with `codelsr index --force`") from exc
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CorruptIndexError(
-                f"index file damaged or unreadable: {path} ({type(exc).__name__}: {exc}); "
-                "rebuild it with `codelsr index --force`"
-            ) from exc
-        table.validate(path)
-        return table
-
-    def validate(self, path: Path) -> None:
-        """Every row of a segment belongs to at most one file, inside the segment's bounds."""
-        sizes = (self.main_rows, self.delta_rows)
-        for f in self.files:
-            if f.segment not in (MAIN, DELTA) or f.start < 0 or f.count < 0 or f.start + f.count > sizes[f.segment]:
-                raise CorruptIndexError(
-                    f"index file damaged: {path} (entry {f.path!r} points outside its segment); "
-                    "rebuild it with `codelsr index --force`"
-                )
 
 
 @dataclass

@@ -6,11 +6,10 @@ import datetime as _dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from codelsr.errors import CodelsrError, NotIndexedError
+from codelsr.errors import NotIndexedError
 from codelsr.git import worktree_fingerprint
-from codelsr.index import generations
-from codelsr.index.manifest import IndexManifest
-from codelsr.index.paths import index_root_for, indexes_home
+from codelsr.index import catalog
+
 
 @dataclass
 class IndexStatus:
@@ -37,7 +36,8 @@ def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def _status_of(repo: Path, root: Path, manifest: IndexManifest, gen: Path) -> IndexStatus:
+def _status_of(repo: Path, index: catalog.PublishedIndex) -> IndexStatus:
+    manifest, gen = index.manifest, index.generation
     created = _dt.datetime.fromisoformat(manifest.created_at)
     fingerprint = manifest.extra.get("worktree_fingerprint")
     changed = None
@@ -49,32 +49,20 @@ def _status_of(repo: Path, root: Path, manifest: IndexManifest, gen: Path) -> In
         indexed_commit=manifest.git_commit, changed_since_index=changed, index_bytes=_folder_bytes(gen),
         created_at=manifest.created_at,
         age_seconds=round((_dt.datetime.now(_dt.timezone.utc) - created).total_seconds(), 1),
-        generation=gen.name, index_dir=str(root),
+        generation=gen.name, index_dir=str(index.root),
     )
 
 
 def index_status(repo: Path | str) -> IndexStatus:
     repo = Path(repo).expanduser().resolve()
-    root = index_root_for(repo)
+    root = catalog.index_root_for(repo)
     try:
-        gen = generations.current_generation(root)
+        index = catalog.published_at(root)
     except NotIndexedError:
         return IndexStatus(repo=str(repo), indexed=False, index_dir=str(root))
-    return _status_of(repo, root, IndexManifest.read(gen), gen)
+    return _status_of(repo, index)
 
 
 def list_indexes() -> list[IndexStatus]:
     """Every index under the codelsr home, newest first; damaged ones are skipped."""
-    found = []
-    home = indexes_home()
-    if not home.is_dir():
-        return []
-    for root in sorted(home.iterdir()):
-        try:
-            gen = generations.current_generation(root)
-            manifest = IndexManifest.read(gen)
-        except CodelsrError:
-            continue
-        found.append(_status_of(Path(manifest.repo_path), root, manifest, gen))
-    found.sort(key=lambda s: s.created_at or "", reverse=True)
-    return found
+    return [_status_of(index.repo, index) for index in catalog.list_published()]

@@ -30,10 +30,8 @@ from codelsr.errors import (
     PathNotAllowedError,
 )
 from codelsr.explain import explain_chunk
-from codelsr.index import IndexManifest, IndexReader, build_index, index_status, indexes_home, is_indexed, open_index
-from codelsr.index import generations
-from codelsr.index.build import IndexReport, previous_manifest
-from codelsr.index.paths import index_root_for
+from codelsr.index import IndexReader, build_index, catalog, index_status, is_indexed, open_index
+from codelsr.index.build import IndexReport
 from codelsr.records import Hit
 from codelsr.search import DEFAULT_SNIPPET_CHARS, MAX_K, search_index, validate_query
 from codelsr.server.builds import Build, BuildTracker
@@ -113,17 +111,7 @@ class CodelsrTools:
 
     def indexed_repos(self) -> list[Path]:
         """Indexed repositories inside the roots, newest index first (manifests only: no git, no sizes)."""
-        home = indexes_home()
-        found: list[tuple[str, Path]] = []
-        for root in sorted(home.iterdir()) if home.is_dir() else []:
-            try:
-                manifest = IndexManifest.read(generations.current_generation(root))
-            except CodelsrError:
-                continue
-            repo = Path(manifest.repo_path)
-            if self.roots.contains(repo) and index_root_for(repo) == root:
-                found.append((manifest.created_at, repo))
-        return [repo for _, repo in sorted(found, key=lambda cr: cr[0], reverse=True)]
+        return [p.repo for p in catalog.list_published() if p.belongs_here and self.roots.contains(p.repo)]
 
     def _not_indexed(self, repo: Path) -> CodelsrError:
         if not repo.is_dir():
@@ -178,7 +166,7 @@ class CodelsrTools:
             spec = normalise_spec(encoder)
             self._check_model_path(spec)
             return spec
-        previous = previous_manifest(index_root_for(repo))
+        previous = catalog.current_manifest(catalog.index_root_for(repo))
         if previous is not None:
             return previous.encoder_spec
         return normalise_spec(self.default_encoder)
