@@ -22,12 +22,13 @@ _EXPORTS = {
     "is_indexed": "codelsr.index.catalog",
     "list_indexes": "codelsr.index.status",
     "open_index": "codelsr.index.reader",
+    "resolve_encoder": "codelsr.index.build",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from codelsr.index.build import IndexReport, build_index
+    from codelsr.index.build import IndexReport, build_index, resolve_encoder
     from codelsr.index.manifest import IndexManifest
     from codelsr.index.catalog import index_root_for, indexes_home, is_indexed
     from codelsr.index.reader import IndexReader, open_index

@@ -105,6 +105,22 @@ def compaction_threshold(live_rows: int) -> int:
 previous_manifest = catalog.current_manifest  # the manifest a build starts from (None: build anew)
 
 
+def encoder_spec_for(requested: str | None, previous: IndexManifest | None, default: str | None = None) -> str:
+    """The encoder a build uses: the one asked for, else the existing index's, else ``default``
+    (``None``: the library default, lexical)."""
+    if requested is not None:
+        return normalise_spec(requested)
+    if previous is not None:
+        return normalise_spec(previous.encoder_spec)
+    return normalise_spec(default)
+
+
+def resolve_encoder(repo: Path | str, requested: str | None = None, default: str | None = None) -> str:
+    """``encoder_spec_for`` the repository's current index (what ``build_index`` will use)."""
+    return encoder_spec_for(requested, catalog.current_manifest(catalog.index_root_for(Path(repo).expanduser())),
+                            default)
+
+
 @dataclass
 class _Base:
     """The published generation a reindex starts from (its segments, opened read-only)."""
@@ -293,7 +309,7 @@ def build_index(
     try:
         generations.clean_up(root)
         previous = previous_manifest(root)
-        spec = normalise_spec(encoder if encoder is not None else (previous.encoder_spec if previous else None))
+        spec = encoder_spec_for(encoder, previous)
         enc = get_encoder(spec)
         if options is None:
             options = _previous_options(previous)
