@@ -102,9 +102,6 @@ def compaction_threshold(live_rows: int) -> int:
     return max(COMPACT_MIN_ROWS, int(COMPACT_FRACTION * live_rows))
 
 
-previous_manifest = catalog.current_manifest  # the manifest a build starts from (None: build anew)
-
-
 def encoder_spec_for(requested: str | None, previous: IndexManifest | None, default: str | None = None) -> str:
     """The encoder a build uses: the one asked for, else the existing index's, else ``default``
     (``None``: the library default, lexical)."""
@@ -308,7 +305,7 @@ def build_index(
         ) from None
     try:
         generations.clean_up(root)
-        previous = previous_manifest(root)
+        previous = catalog.current_manifest(root)
         spec = encoder_spec_for(encoder, previous)
         enc = get_encoder(spec)
         if options is None:
