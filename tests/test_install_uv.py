@@ -45,8 +45,9 @@ def this_python() -> str:
 @pytest.fixture(scope="module")
 def uv_env(tmp_path_factory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("uv")
+    # Without PYTHONPATH: a developer's (pointing at a checkout's src/) would shadow the installed copy.
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")},
         "UV_CACHE_DIR": str(folder / "cache"),
         "UV_TOOL_DIR": str(folder / "tools"),
         "UV_TOOL_BIN_DIR": str(folder / "bin"),
@@ -69,9 +70,9 @@ def installed(uv_env) -> Path:
 async def test_uv_tool_install_gives_a_codelsr_on_this_python_that_serves_mcp_over_stdio(installed, uv_env, tmp_path):
     tool_python = Path(uv_env["UV_TOOL_DIR"]) / "codelsr" / "bin" / "python"
     version = subprocess.run([str(tool_python), "-c", "import sys, codelsr; print(sys.version_info[:2], codelsr.__file__)"],
-                             capture_output=True, text=True, check=True).stdout
+                             env=uv_env, capture_output=True, text=True, check=True).stdout
     assert version.startswith(str(sys.version_info[:2])), version
-    assert str(REPO / "src") not in version  # an installed copy, not this checkout's source
+    assert f" {uv_env['UV_TOOL_DIR']}/codelsr/" in version  # an installed copy, not this checkout's source
     repo = make_git_repo(tmp_path / "root" / "sample", SAMPLE_FILES)
     params = StdioServerParameters(command=str(installed), args=["serve", "--root", str(repo.parent)],
                                    env={**uv_env, "CODELSR_HOME": os.environ["CODELSR_HOME"]}, cwd=str(repo.parent))
