@@ -38,10 +38,11 @@ def test_pyproject_installs_seismic_exactly_where_the_code_says_it_has_wheels():
     (seismic,) = [Requirement(r) for r in project["dependencies"] if r.startswith("pyseismic-lsr")]
     assert str(seismic.specifier) == seismic_backend.REQUIREMENT.removeprefix(seismic.name)
     assert seismic.marker.evaluate() == seismic_backend.has_wheels_here()
-    wheel_platform = {"python_version": "3.11", "platform_system": "Linux", "platform_machine": "x86_64"}
+    wheel_platform = {"python_version": "3.11", "platform_python_implementation": "CPython",
+                      "platform_system": "Linux", "platform_machine": "x86_64"}
     assert seismic.marker.evaluate(wheel_platform)
     for other in ({"python_version": "3.12"}, {"python_version": "3.13"}, {"platform_system": "Darwin"},
-                  {"platform_machine": "aarch64"}):
+                  {"platform_machine": "aarch64"}, {"platform_python_implementation": "PyPy"}):
         assert not seismic.marker.evaluate({**wheel_platform, **other}), other
     assert Marker(f'python_version >= "{project["requires-python"].removeprefix(">=")}"').evaluate()
 

@@ -56,7 +56,7 @@ def available() -> bool:
 def has_wheels_here() -> bool:
     """Whether pip can install Seismic's wheels into this interpreter."""
     return (sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11)
-            and sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64"))
+            and sys.platform == "linux" and platform.machine() == "x86_64")
 
 
 def missing_reason() -> str:
