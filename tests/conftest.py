@@ -7,6 +7,21 @@ from pathlib import Path
 
 import pytest
 
+# Skip reasons for tests that need an optional part. The Python 3.13 CI leg (tools/ci_py313.sh)
+# installs `.[test]` only: torch has no local CPU wheel there, and Seismic has no wheel at all.
+SPLADE_EXTRA = ("needs torch and transformers, the `splade` extra: `pip install -e '.[splade]'` "
+                "(tools/setup.sh installs it; the Python 3.13 CI leg does not)")
+EVAL_EXTRA = ("needs the eval suite's libraries, the `eval` extra: `pip install -e '.[eval]'` "
+              "(tools/setup.sh installs it; the Python 3.13 CI leg does not)")
+
+
+def skip_without_seismic() -> None:
+    """Skip the calling test, saying why and what to do, when Seismic cannot be imported here."""
+    from codelsr.index.backends import BACKENDS, missing_reason
+
+    if not BACKENDS["seismic"].available():
+        pytest.skip(missing_reason("seismic"))
+
 
 @pytest.fixture(autouse=True)
 def codelsr_home(tmp_path_factory, monkeypatch) -> Path:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from codelsr.index.backends import BACKENDS, ExactBackend, top_k_rows
+from codelsr.index.backends import BACKENDS, ExactBackend, missing_reason, top_k_rows
 from codelsr.index.store import ForwardIndex
 
 
@@ -26,7 +26,7 @@ def brute_force(forward: ForwardIndex, ids, weights, k):
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_backend_top_k_equals_brute_force(backend, tmp_path):
     if not BACKENDS[backend].available():
-        pytest.skip(f"{backend} not installed on this platform")
+        pytest.skip(missing_reason(backend))
     forward = random_forward()
     # Seismic is approximate by design; with every posting kept, exact summaries and no heap
     # pruning it must agree with brute force (its default settings are measured in tools/bench).

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EVAL_EXTRA, skip_without_seismic
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # tools/ is a repo folder, not an installed package
@@ -65,8 +66,7 @@ def test_backend_bench_reports_build_memory_latency_and_recall(tmp_path, monkeyp
     ex_row, exact, truths = backends.bench_exact(coll, queries, rows.append)
     assert ex_row["recall10"] == 1.0 and ex_row["p50_ms"] > 0 and ex_row["forward_mb"] > 0
     assert all(t.n == 10 for t in truths)
-    if not backends_available():
-        pytest.skip("pyseismic-lsr not installed")
+    skip_without_seismic()
     scorer = backends.RowScorer(coll.forward)
     lossless = {"kept_fraction": 10.0, "centroid_fraction": 0.1, "summary_energy": 1.0, "max_fraction": 1.0}
     got = backends.bench_seismic(coll, queries, truths, scorer, lossless,
@@ -82,12 +82,6 @@ def test_backend_bench_reports_build_memory_latency_and_recall(tmp_path, monkeyp
     assert cost["p50_ms"] > 0
 
 
-def backends_available() -> bool:
-    from codelsr.index.backends import BACKENDS
-
-    return BACKENDS["seismic"].available()
-
-
 def test_recall_counts_rows_tied_with_the_tenth_exact_score():
     truth = backends.Truth(rows=list(range(10)), kth=1.0, n=10)
     assert backends.recall(truth, np.array([2.0] * 9 + [1.0])) == 1.0
@@ -95,6 +89,7 @@ def test_recall_counts_rows_tied_with_the_tenth_exact_score():
 
 
 def test_peers_and_lexical_encoder_figures_come_out(real_like):
+    pytest.importorskip("bm25s", reason=EVAL_EXTRA)
     rows: list[dict] = []
     enc = lexical(real_like.texts, ["parse url", "retry backoff"], rows.append)
     assert enc["docs_per_s_cpu"] > 0 and enc["query_ms_cpu"] >= 0

@@ -9,6 +9,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import EVAL_EXTRA
+
+pytest.importorskip("ir_measures", reason=EVAL_EXTRA)
 
 from evals.metrics import evaluate, per_query, rank, to_run
 from evals.systems import make_system

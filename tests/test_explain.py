@@ -19,7 +19,7 @@ from codelsr.index import build_index
 from codelsr.search import search
 from codelsr.server import create_server
 
-from conftest import git, write
+from conftest import SPLADE_EXTRA, git, write
 
 QUERY = "levenshtein edit distance between strings"
 
@@ -36,7 +36,7 @@ def test_contributions_add_up_to_the_hit_score_and_lexical_terms_are_literal(sam
 
 def test_a_hybrid_encoders_lexical_terms_are_literal_with_their_lines(sample_repo):
     """``lex:levenshtein`` is the word levenshtein in both texts, not an expansion."""
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
     build_index(sample_repo, "hybrid-code-tiny")
     hit = search(sample_repo, QUERY).hits[0]
     e = explain(sample_repo, QUERY, hit.chunk_id, max_terms=None)
@@ -88,8 +88,8 @@ BERT_WORDS = (
 @pytest.fixture(scope="module")
 def tiny_splade(tmp_path_factory) -> Path:
     """A random BertForMaskedLM with a word-level vocabulary, saved like a real checkpoint."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    transformers = pytest.importorskip("transformers", reason=SPLADE_EXTRA)
     d = tmp_path_factory.mktemp("tiny-splade")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *BERT_WORDS]
     (d / "vocab.txt").write_text("\n".join(vocab) + "\n")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git, write
+from conftest import git, skip_without_seismic, write
 
 from codelsr.index import build, build_index, open_index
 from codelsr.index import reader as reader_module
@@ -234,10 +234,7 @@ def test_changing_the_chunking_options_or_the_encoder_rebuilds_everything(tmp_pa
 
 
 def test_the_seismic_main_segment_with_a_delta_finds_new_code_and_hides_deleted_code(tmp_path, monkeypatch):
-    from codelsr.index.backends import BACKENDS
-
-    if not BACKENDS["seismic"].available():
-        pytest.skip("pyseismic-lsr not installed")
+    skip_without_seismic()
     repo = make_repo(tmp_path / "repo")
     build_index(repo, backend="seismic")
     write(repo, "pkg0/fresh.py", "def zebra_crossing_signal():\n    return 'walk'\n")
@@ -300,10 +297,7 @@ def test_skipped_files_are_re_examined_when_they_change(tmp_path):
 
 
 def test_a_reindex_without_backend_keeps_an_explicitly_chosen_backend_through_compaction(tmp_path, monkeypatch):
-    from codelsr.index.backends import BACKENDS
-
-    if not BACKENDS["seismic"].available():
-        pytest.skip("pyseismic-lsr not installed")
+    skip_without_seismic()
     repo = make_repo(tmp_path / "repo")
     build_index(repo, backend="seismic")
     monkeypatch.setattr(build, "COMPACT_MIN_ROWS", 0)

@@ -21,7 +21,7 @@ from codelsr.index.manifest import IndexManifest
 from codelsr.index.store import ForwardIndex
 from codelsr.search import search
 
-from conftest import git, write
+from conftest import git, skip_without_seismic, write
 
 
 def top(repo, query, **kw):
@@ -223,10 +223,7 @@ def test_the_manifest_records_encoder_version_commit_and_counts(sample_repo):
 
 
 def test_the_seismic_backend_gives_the_same_hits_as_exact_on_a_repository(sample_repo):
-    from codelsr.index.backends import BACKENDS
-
-    if not BACKENDS["seismic"].available():
-        pytest.skip("pyseismic-lsr not installed")
+    skip_without_seismic()
     build_index(sample_repo, backend="exact")
     exact = [(h.chunk_id, round(h.score, 4)) for h in top(sample_repo, "matrix transpose data rows", k=5)]
     build_index(sample_repo, backend="seismic")

@@ -7,9 +7,10 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import SPLADE_EXTRA
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch", reason=SPLADE_EXTRA)
+transformers = pytest.importorskip("transformers", reason=SPLADE_EXTRA)
 
 import codelsr  # noqa: E402
 

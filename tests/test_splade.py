@@ -15,10 +15,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import SPLADE_EXTRA
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+torch = pytest.importorskip("torch", reason=SPLADE_EXTRA)
+transformers = pytest.importorskip("transformers", reason=SPLADE_EXTRA)
+tokenizers = pytest.importorskip("tokenizers", reason=SPLADE_EXTRA)
 
 from codelsr.encoders.base import SparseEncoder, prune_top_k  # noqa: E402
 from codelsr.errors import EncoderUnavailableError  # noqa: E402
@@ -116,7 +117,7 @@ def qwen_enc(qwen_dir):
 
 @pytest.fixture(scope="module")
 def lora_dir(qwen_dir, tmp_path_factory) -> Path:
-    peft = pytest.importorskip("peft")
+    peft = pytest.importorskip("peft", reason=SPLADE_EXTRA)
     d = tmp_path_factory.mktemp("tiny-qwen3-lora")
     base = transformers.AutoModelForCausalLM.from_pretrained(str(qwen_dir))
     torch.manual_seed(2)
@@ -325,7 +326,7 @@ def test_a_lora_adapter_folder_loads_over_its_base_and_changes_the_vectors(
     assert adapted.encoder_id != qwen_enc.encoder_id
 
     # Same numbers as peft's own (unmerged) adapter forward with bidirectional attention.
-    peft = pytest.importorskip("peft")
+    peft = pytest.importorskip("peft", reason=SPLADE_EXTRA)
     model = peft.PeftModel.from_pretrained(bidirectional_hf_model(qwen_dir), str(lora_dir)).eval()
     tok = transformers.AutoTokenizer.from_pretrained(str(qwen_dir))
     batch = tok(TEXTS, padding=True, return_tensors="pt", padding_side="left")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SPLADE_EXTRA
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # evals/ and tools/ are repo folders, not installed packages
@@ -146,6 +147,7 @@ def test_first_paragraph_joins_wrapped_lines():
 
 @pytest.mark.slow
 def test_the_training_command_runs_end_to_end_on_a_tiny_budget(tmp_path: Path):
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
     from tools.train.train import main
 
     if not (SHIPPED / "model.safetensors").is_file():

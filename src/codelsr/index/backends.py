@@ -8,6 +8,7 @@ distributed one, say) is one more entry, with its own files inside the generatio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from codelsr.index.store import ForwardIndex
+
+_log = logging.getLogger(__name__)
 
 
 class SearchBackend(Protocol):
@@ -101,6 +104,15 @@ def _seismic_available() -> bool:
     return seismic_backend.available()
 
 
+def missing_reason(name: str) -> str:
+    """Why backend ``name`` cannot run in this environment, and what to do instead."""
+    if name == "seismic":
+        from codelsr.index import seismic_backend
+
+        return seismic_backend.missing_reason()
+    return f"backend {name!r} is not available here"
+
+
 def _build_seismic(forward: ForwardIndex, folder: Path, settings: dict[str, Any]) -> dict[str, Any]:
     from codelsr.index import seismic_backend
 
@@ -131,14 +143,14 @@ def choose_backend(requested: str | None, n_chunks: int) -> str:
     from codelsr.errors import CodelsrError
 
     if requested in (None, "", "auto"):
-        if n_chunks >= SEISMIC_MIN_CHUNKS and BACKENDS["seismic"].available():
-            return "seismic"
+        if n_chunks >= SEISMIC_MIN_CHUNKS:
+            if BACKENDS["seismic"].available():
+                return "seismic"
+            _log.warning("%d chunks: `auto` would pick Seismic from %d chunks, but searches exactly "
+                         "instead. %s", n_chunks, SEISMIC_MIN_CHUNKS, missing_reason("seismic"))
         return "exact"
     if requested not in BACKENDS:
         raise CodelsrError(f"unknown backend {requested!r}: use auto, {', '.join(sorted(BACKENDS))}")
     if not BACKENDS[requested].available():
-        raise CodelsrError(
-            f"backend {requested!r} is not available on this platform (pyseismic-lsr has wheels for "
-            "Linux x86_64, CPython 3.11 only); use --backend exact"
-        )
+        raise CodelsrError(f"backend {requested!r} is not available: {missing_reason(requested)}")
     return requested

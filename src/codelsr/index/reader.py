@@ -7,6 +7,7 @@ rebuilt by another process (the CLI, a git hook) without a restart.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from codelsr.encoders import get_encoder, normalise_spec
 from codelsr.encoders.base import CollectionAware, SparseEncoder
 from codelsr.errors import CorruptIndexError, EncoderMismatchError
 from codelsr.index import catalog
-from codelsr.index.backends import BACKENDS, ExactBackend, SearchBackend, top_k_rows
+from codelsr.index.backends import BACKENDS, ExactBackend, SearchBackend, missing_reason, top_k_rows
 from codelsr.index.layout import DELTA, DELTA_DIR, FILES_TABLE, MAIN, VECTORS_FILE, FileTable
 from codelsr.index.manifest import IndexManifest
 from codelsr.index.store import (
@@ -30,6 +31,8 @@ from codelsr.index.store import (
 from codelsr.records import SparseVector
 
 QUERY_CACHE_SIZE = 256  # query vectors kept per open generation
+
+_log = logging.getLogger(__name__)
 
 
 class DocFreq(Mapping):
@@ -134,6 +137,12 @@ class IndexReader:
         with self._lock:
             if self._backend is None:
                 if self.manifest.chunk_count == 0 or self.manifest.backend == "exact":
+                    self._backend = self.exact
+                elif not BACKENDS[self.manifest.backend].available():
+                    # An index built under another Python (Seismic has wheels for 3.11 only): exact
+                    # search over the same vectors answers too, exactly, only slower at 1M+ chunks.
+                    _log.warning("%s: the index was built with the %s backend, searched exactly here. %s",
+                                 self.repo, self.manifest.backend, missing_reason(self.manifest.backend))
                     self._backend = self.exact
                 else:
                     kind = BACKENDS[self.manifest.backend]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import sys
 import threading
 from pathlib import Path
@@ -39,12 +40,34 @@ ADD_BATCH_ROWS = 100_000
 _stdout_lock = threading.Lock()
 
 
+# The release codelsr depends on, and where it has wheels (pyproject.toml's marker says the same).
+REQUIREMENT = "pyseismic-lsr==0.5.4"
+WHEEL_PLATFORM = "CPython 3.11 on Linux x86_64"
+
+
 def available() -> bool:
     try:
         import seismic  # noqa: F401
     except ImportError:
         return False
     return True
+
+
+def has_wheels_here() -> bool:
+    """Whether pip can install Seismic's wheels into this interpreter."""
+    return (sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11)
+            and sys.platform == "linux" and platform.machine() == "x86_64")
+
+
+def missing_reason() -> str:
+    """Why Seismic is not importable here and what to do, in words fit for an error or a test skip."""
+    here = f"{platform.python_implementation()} {platform.python_version()} on {platform.system()} {platform.machine()}"
+    if has_wheels_here():
+        return (f"Seismic ({REQUIREMENT}) is not installed in this environment ({sys.prefix}); "
+                f"`pip install '{REQUIREMENT}'` adds it, or use exact search (--backend exact)")
+    return (f"Seismic ({REQUIREMENT}) has wheels for {WHEEL_PLATFORM} only, and this is {here}, so "
+            "codelsr was installed without it: use exact search (--backend exact; `auto` picks it below "
+            "1M chunks), or install codelsr with Python 3.11 on Linux x86_64, which brings Seismic along")
 
 
 @contextlib.contextmanager
