@@ -5,8 +5,9 @@ scoring (units, text only / units, path + text / codelsr's own index of the pack
         --systems bm25,codelsr:lexical,repo:lexical,dense,... --out evals/results/agent_questions
     python -m evals.agent_report evals/results/agent_questions   # -> summary.json, table.md
 
-``table.md`` holds the summary (test split, then dev) and, below it, the runner's own table of
-the same ``results.json``.
+Several runs (say one for the text variant and repo mode, one for the path variant, run side by
+side) are merged: ``python -m evals.agent_report RUN1 RUN2 --out FOLDER``. ``table.md`` holds the
+summary (test split, then dev) and, below it, the runner's own table of each run.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
 
 def summary_markdown(summary: dict[str, Any]) -> str:
     lines: list[str] = []
-    for split, block in summary.items():
+    for split, block in ((s, b) for s, b in summary.items() if s in ("test", "dev")):
         lines += [f"**{split}** split ({block['queries']} questions): nDCG@10 / success@10 (MRR@10)", "",
                   "| encoder | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
         for label, row in block["rows"].items():
@@ -76,15 +77,25 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m evals.agent_report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder", type=Path, help="a run's output folder (holds results.json)")
+    p.add_argument("folders", type=Path, nargs="+", help="runs' output folders (each holds results.json)")
+    p.add_argument("--out", type=Path, default=None, help="where summary.json and table.md go (default: the first folder)")
     args = p.parse_args(argv)
-    results = json.loads((args.folder / "results.json").read_text())
-    summary = summarise(results)
-    (args.folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    text = ("# agent-questions\n\n" + summary_markdown(summary) + "\nCommand: `" + results.get("command", "") + "`"
-            + "; then `python -m evals.agent_report " + str(args.folder) + "`.\n\n## The runner's table\n\n"
-            + markdown_table(results))
-    (args.folder / "table.md").write_text(text)
+    out = args.out or args.folders[0]
+    runs = [json.loads((folder / "results.json").read_text()) for folder in args.folders]
+    merged = {"tasks": {t: info for r in runs for t, info in r["tasks"].items()},
+              "cells": [c for r in runs for c in r["cells"]]}
+    summary = summarise(merged)
+    summary["runs"] = [{"folder": str(f), "command": r.get("command"), "wall_seconds": r.get("wall_seconds"),
+                        "finished_at": r.get("finished_at"), "machine": r.get("machine")}
+                       for f, r in zip(args.folders, runs)]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    this = "python -m evals.agent_report " + " ".join(str(f) for f in args.folders) + (f" --out {out}" if args.out else "")
+    text = "# agent-questions\n\n" + summary_markdown(summary) + "\nCommands:\n\n"
+    text += "".join(f"- `{r.get('command', '')}` ({r.get('wall_seconds')} s)\n" for r in runs) + f"- `{this}`\n"
+    for folder, r in zip(args.folders, runs):
+        text += f"\n## The runner's table: {folder}\n\n" + markdown_table(r) + "\n"
+    (out / "table.md").write_text(text)
     print(text)
     return 0
 

@@ -262,3 +262,24 @@ def test_repo_mode_scores_the_other_split_on_a_reused_index(tmp_path, monkeypatc
     system.index(test)
     assert evaluate(test.qrels, system.search(test.queries))["nDCG@10"] == 100.0
     assert evaluate(dev.qrels, system.search(dev.queries))["nDCG@10"] == 100.0
+
+
+def test_report_puts_each_system_in_its_column():
+    from evals.agent_report import summarise, summary_markdown
+
+    def cell(task, system, ndcg):
+        return {"task": task, "system": system, "metrics": {"nDCG@10": ndcg, "Success@10": 50.0, "MRR@10": 40.0}}
+
+    results = {"tasks": {"agent-questions": {"queries": 54}, "agent-questions@dev": {"queries": 28}},
+               "cells": [cell("agent-questions", "codelsr:lexical", 60.0), cell("agent-questions-path", "codelsr:lexical", 70.0),
+                         cell("agent-questions", "repo:lexical", 55.0), cell("agent-questions@dev", "repo:lexical", 20.0),
+                         cell("agent-questions", "dense", 65.0)]}
+    summary = summarise(results)
+    lexical = summary["test"]["rows"]["lexical (codelsr BM25)"]
+    assert lexical["units, text only"]["nDCG@10"] == 0.6 and lexical["units, path + text"]["nDCG@10"] == 0.7
+    assert lexical["codelsr index + search (repo)"]["nDCG@10"] == 0.55
+    assert "codelsr index + search (repo)" not in summary["test"]["rows"]["dense MiniLM-L6"]
+    assert summary["dev"]["rows"] == {"lexical (codelsr BM25)": {"codelsr index + search (repo)":
+                                                                 {"nDCG@10": 0.2, "Success@10": 0.5, "MRR@10": 0.4}}}
+    assert "| lexical (codelsr BM25) | 0.600 / 0.500 (0.400) | 0.700 / 0.500 (0.400) | 0.550 / 0.500 (0.400) |" \
+        in summary_markdown(summary)
