@@ -34,8 +34,9 @@ SHOWN = ("nDCG@10", "Success@10", "MRR@10")
 
 
 def _metrics(results: dict[str, Any], task: str, system: str) -> dict[str, float] | None:
-    cell = next((c for c in results["cells"] if c["task"] == task and c["system"] == system), None)
-    return cell.get("metrics") if cell else None
+    # Merged runs may hold the same cell twice (one failed, say): the first with metrics counts.
+    cell = next((c for c in results["cells"] if c["task"] == task and c["system"] == system and "metrics" in c), None)
+    return cell["metrics"] if cell else None
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
