@@ -11,6 +11,8 @@ System specs (``--systems``):
   index and search), e.g. ``codelsr:lexical``, ``codelsr:splade:/path/to/model``.
 * ``agent:<encoder spec>``: the same through the MCP server (``index_repo`` then one
   ``search_code`` per query over an in-process ``mcp.Client`` session): what an agent receives.
+* ``repo:<encoder spec>``: codelsr on the real source folders of the agent-questions packages,
+  hits matched to gold functions by path and overlapping lines (:mod:`evals.systems.repo`).
 """
 
 from __future__ import annotations
@@ -54,10 +56,14 @@ def make_system(spec: str) -> System:
 
         return DenseSystem()
     kind, _, encoder = spec.partition(":")
+    if kind == "repo":
+        from evals.systems.repo import RepoSystem
+
+        return RepoSystem(encoder or "lexical")
     if kind in ("codelsr", "agent"):
         from evals.systems.codelsr_systems import AgentSystem, LibrarySystem
 
         encoder = encoder or "lexical"
         return LibrarySystem(encoder) if kind == "codelsr" else AgentSystem(encoder)
     raise ValueError(f"unknown system {spec!r}: use one of {', '.join(BASELINES)}, "
-                     "'codelsr:<encoder spec>' or 'agent:<encoder spec>' (e.g. codelsr:lexical)")
+                     "'codelsr:<encoder spec>', 'agent:<encoder spec>' or 'repo:<encoder spec>' (e.g. codelsr:lexical)")

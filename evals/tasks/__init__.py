@@ -85,17 +85,29 @@ def _mined(quick: bool = False) -> Task:
     return mined_docstrings(quick=quick)
 
 
+def _agent_questions(name: str) -> Callable[[bool], Task]:
+    def build(quick: bool = False) -> Task:
+        from evals.tasks.agent_questions import agent_questions
+
+        return agent_questions(name, quick=quick)
+
+    return build
+
+
 TASKS: dict[str, Callable[[bool], Task]] = {
     "crb-humaneval": _crb("crb-humaneval"),
     "crb-mbpp-500": _crb("crb-mbpp-500"),
     "crb-ds1000-devdocs": _crb("crb-ds1000-devdocs"),
     "crb-odex-devdocs": _crb("crb-odex-devdocs"),
     "mined-docstrings": _mined,
+    "agent-questions": _agent_questions("agent-questions"),
+    "agent-questions-path": _agent_questions("agent-questions-path"),
 }
 
 
 def build_task(name: str, quick: bool = False) -> Task:
-    """The task ``name``: a registered name, ``beir:<folder>`` or ``hub:<dataset>``."""
+    """The task ``name``: a registered name, ``beir:<folder>``, ``hub:<dataset>``, or an
+    agent-questions task with another split (``agent-questions@dev``, ``agent-questions-path@all``)."""
     if name.startswith("beir:"):
         from evals.tasks.beir import load_beir_folder
 
@@ -104,6 +116,8 @@ def build_task(name: str, quick: bool = False) -> Task:
         from evals.tasks.beir import load_hub_task
 
         return load_hub_task(name.removeprefix("hub:"))
+    if "@" in name and name.partition("@")[0] in TASKS:
+        return _agent_questions(name)(quick)
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}: use one of {', '.join(sorted(TASKS))}, "
                          "'beir:<folder>' or 'hub:<dataset>'")
