@@ -117,8 +117,10 @@ def default_n_postings(nnz: int, dim: int, kept_fraction: float | None = None) -
 
 
 def build_params(nnz: int, dim: int, settings: dict[str, Any]) -> dict[str, Any]:
-    """Build parameters: the defaults, ``n_postings`` scaled to the head, then overrides."""
-    return {**DEFAULT_BUILD, "n_postings": default_n_postings(nnz, dim), **settings.get("build", {})}
+    """Build parameters: the defaults, ``n_postings`` scaled to the head (``kept_fraction`` of its
+    postings), then overrides."""
+    n_postings = default_n_postings(nnz, dim, settings.get("kept_fraction"))
+    return {**DEFAULT_BUILD, "n_postings": n_postings, **settings.get("build", {})}
 
 
 def build_in_memory(forward: ForwardIndex, params: dict[str, Any], compact: np.ndarray | None = None):
@@ -260,6 +262,19 @@ class SeismicBackend:
             query_cut=int(self._search["query_cut"]), heap_factor=float(self._search["heap_factor"]),
         )
         return np.array([int(doc) for _, score, doc in found if score > 0], dtype=np.int64)
+
+    @property
+    def head_terms(self) -> np.ndarray:
+        """Generation term ids Seismic holds (position = compact id)."""
+        return np.flatnonzero(self._compact >= 0)
+
+    def head_rows(self, term_ids: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
+        """The rows Seismic returns for the head part of the query, before the tail and the exact
+        merge: ``search`` equals exact search whenever these hold the head part's true top k."""
+        term_ids = np.asarray(term_ids, dtype=np.int64)
+        compact = self._compact[term_ids]
+        in_head = compact >= 0
+        return self._seismic_rows(compact[in_head], np.asarray(weights, dtype=np.float32)[in_head], k)
 
     def search(self, term_ids: np.ndarray, weights: np.ndarray, k: int) -> list[tuple[int, float]]:
         term_ids = np.asarray(term_ids, dtype=np.int64)
