@@ -288,7 +288,9 @@ def bench_seismic_guarded(coll: Collection, queries, truths, scorer: RowScorer, 
     proc = ctx.Process(target=target, daemon=True)
     proc.start()
     rows, note = None, f"build + sweep did not finish in {timeout_s:.0f} s"
+    timeline: list[tuple[float, float]] = []  # (seconds, child's resident MB), every ~2 s
     while time.perf_counter() - t0 < timeout_s:
+        timeline.append((round(time.perf_counter() - t0, 1), round(pid_rss_mb(proc.pid))))
         if parent.poll(2.0):
             rows = parent.recv()
             break
@@ -303,12 +305,23 @@ def bench_seismic_guarded(coll: Collection, queries, truths, scorer: RowScorer, 
     if rows is None:
         row = {"collection": coll.name, "backend": "seismic-timeout", "chunks": coll.forward.n_rows,
                **{f"b_{k}": v for k, v in build.items()}, "build_s": time.perf_counter() - t0,
-               "note": note, "load": load_average()}
+               "note": note, "rss_timeline": timeline, "load": load_average()}
         log(row)
         return [row]
     for r in rows:
+        r["rss_timeline"] = timeline
         log(r)
     return rows
+
+
+def pid_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 VOCAB_CASES = [  # (documents, vocabulary drawn from, largest id + 1)
