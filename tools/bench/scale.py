@@ -34,7 +34,8 @@ from pathlib import Path
 
 from tools.bench.measure import load_average
 
-DEFAULT_COLLECTIONS = "real:100000,real:1000000,synthetic:100000,synthetic:1000000"
+# Ordered by what the goals need first (a run on a loaded machine may not reach the end).
+DEFAULT_COLLECTIONS = "real:100000,synthetic:1000000,real:1000000,synthetic:100000"
 
 
 def stdlib_build(log, timeout_s: float = 1800) -> dict:
@@ -80,8 +81,11 @@ def run(spec: str, n_queries: int, work: Path, log, timeout_s: float, stdlib: bo
     if stdlib:
         stdlib_build(log, timeout_s)
     nl = corpus.nl_queries(n_queries)
-    default_build = backends.build_sweep(False)[0]
     from codelsr.index import seismic_backend as sb
+
+    # codelsr's defaults, as `codelsr index --backend seismic` builds
+    default_build = {**backends.build_sweep(False)[0], "kept_fraction": sb.DEFAULT_KEPT_FRACTION,
+                     "head_min_df": sb.HEAD_MIN_DF}
 
     for kind, n, vocab in parse_collections(spec):
         t0 = time.perf_counter()

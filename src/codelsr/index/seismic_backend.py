@@ -44,11 +44,13 @@ HEAD_MIN_DF = 64
 # Build: Seismic's own defaults for the clustering and summaries; n_postings scaled to the
 # collection by default_n_postings.
 DEFAULT_BUILD = {"centroid_fraction": 0.1, "summary_energy": 0.4, "max_fraction": 1.5, "doc_cut": 15}
-# Search: the fastest setting with recall@10 >= 0.95 on real and SPLADE-like collections of 10k
-# and 100k chunks (0.983-0.995 alone, 0.990-1.0 after codelsr's exact rescoring of 40
-# candidates); query_cut 5 drops to 0.92-0.93; heap_factor 0.7-1.0 moves less than the noise.
-DEFAULT_SEARCH = {"query_cut": 10, "heap_factor": 1.0}
-DEFAULT_KEPT_FRACTION = 0.5  # share of all postings Seismic keeps (see default_n_postings)
+# Search: query_cut 10 (SPLADE-like queries: 5 drops recall@10 to 0.92-0.93, 20 gains < 0.01);
+# heap_factor 0.8: on real lexical vectors (100k chunks, head/tail split) recall@10 0.953 -> 0.984
+# against 1.0, 0.984 -> 0.992 once rescored, at the same latency within the noise.
+# Kept fraction 1.0: 0.5 lost recall on lexical queries (0.917-0.934 served), whose few terms
+# lean on the long lists that pruning shortens. docs/performance.md has the sweeps.
+DEFAULT_SEARCH = {"query_cut": 10, "heap_factor": 0.8}
+DEFAULT_KEPT_FRACTION = 1.0  # share of the head's postings Seismic keeps (see default_n_postings)
 MIN_N_POSTINGS = 256
 ADD_BATCH_ROWS = 100_000
 
