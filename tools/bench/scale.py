@@ -48,9 +48,12 @@ def stdlib_build(log, timeout_s: float = 1800) -> dict:
     load_before = load_average()
     t0 = time.perf_counter()
     try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
         wall = time.perf_counter() - t0
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak_mb = usage.ru_maxrss / 1024
+        cpu = (usage.ru_utime + usage.ru_stime) - (before.ru_utime + before.ru_stime)
         report = json.loads(proc.stdout) if proc.returncode == 0 else {}
         settings = {}
         if proc.returncode == 0:
@@ -60,7 +63,7 @@ def stdlib_build(log, timeout_s: float = 1800) -> dict:
             manifest = IndexManifest.read(current_generation(Path(report["index_dir"])))
             settings = {k: v for k, v in manifest.backend_settings.items() if k != "search"}
         row = {"what": "codelsr index stdlib --backend seismic", "returncode": proc.returncode,
-               "wall_s": wall, "chunks": report.get("chunks"), "files": report.get("files"),
+               "wall_s": wall, "cpu_s": cpu, "chunks": report.get("chunks"), "files": report.get("files"),
                "backend": report.get("backend"), "peak_rss_mb": peak_mb, "seismic": settings,
                "stderr_tail": proc.stderr[-400:] if proc.returncode else "",
                "load_before": load_before, "load": load_average()}
