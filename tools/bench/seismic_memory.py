@@ -5,7 +5,7 @@ resident memory every 0.2 s, and tags each sample with the last progress line Se
 (its phases: adding documents, "Distributing and pruning postings", "Building summaries",
 saving). Prints one JSON line: peak per phase, the collection's forward-index size, wall time.
 
-    python -m tools.bench.seismic_memory synthetic:1000000 [--head 64] [--keep 0.5] [--threads 2]
+    python -m tools.bench.seismic_memory synthetic:1000000 [--head 64] [--keep 0.5] [--batched N] [--threads 2]
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("collection")
     parser.add_argument("--head", type=int, help="head_min_df (default: codelsr's)")
     parser.add_argument("--keep", type=float, help="kept_fraction (default: codelsr's)")
+    parser.add_argument("--batched", type=int, help="Seismic's batched_indexing (documents per batch)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--out", type=Path)
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         settings["head_min_df"] = args.head
     if args.keep is not None:
         settings["kept_fraction"] = args.keep
+    if args.batched is not None:
+        settings["build"] = {"batched_indexing": args.batched}
     env = {**os.environ, **{v: str(args.threads) for v in
                             ("RAYON_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
     proc = subprocess.Popen([sys.executable, "-c", CHILD, args.collection, json.dumps(settings)], env=env,
