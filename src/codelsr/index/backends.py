@@ -147,13 +147,13 @@ BACKENDS: dict[str, BackendKind] = {
     "seismic": BackendKind(_build_seismic, _open_seismic, _seismic_available),
 }
 
-# Below this many chunks ``auto`` picks exact search: it is exact, builds in about a second, and
-# answers in a few ms at most (measured, CPU p50: 0.14 ms at 10k real chunks, 0.42 ms at 100k,
-# 1.5 ms at 418k; ~10 ms at 1M SPLADE-like chunks). Seismic answers faster per query, but its
-# build grows with the vocabulary (36 s at 10k lexical chunks, 27k terms; > 15 min at 100k,
-# 221k terms; 325 s at 100k SPLADE-like chunks), and every reindex rebuilds it.
-# See docs/performance.md.
-SEISMIC_MIN_CHUNKS = 1_000_000
+# Below this many chunks ``auto`` picks exact search: it is exact and needs no build, and its
+# served latency (search + rescoring 40 candidates) stays under ~1 ms CPU there: 0.52 ms at 100k
+# real lexical chunks, growing linearly (1.5 ms at 418k; 1.3-1.9 ms at 100k SPLADE-like chunks,
+# ~10 ms at 1M). Above it Seismic over the head terms (compact ids, tail exact) answers in
+# ~0.4 ms and builds in ~8 CPU s per 100k lexical chunks, paid only when a reindex compacts the
+# main segment (delta segments are searched exactly). docs/performance.md, "auto".
+SEISMIC_MIN_CHUNKS = 200_000
 
 
 def choose_backend(requested: str | None, n_chunks: int) -> str:
