@@ -121,32 +121,37 @@ def bench_exact(coll: Collection, queries, log) -> tuple[dict, object, list[Trut
            "index_mb": sum(a.nbytes for a in (exact._by_term.data, exact._by_term.indices,
                                                exact._by_term.indptr)) / 1e6,
            **lat, "batch_ms_per_query": lat["p50_ms"], "recall10": 1.0, "served_recall10": 1.0,
-           "served_p50_ms": served["p50_ms"], "load": load_average()}
+           "served_p50_ms": served["p50_ms"], "served_p99_ms": served["p99_ms"],
+           "served_cpu_p50_ms": served["cpu_p50_ms"], "build_peak_rss_mb": mem.hwm, "terms": len(coll.forward.terms),
+           "load": load_average()}
     log(row)
     return row, exact, truths
 
 
 def bench_seismic(coll: Collection, queries, truths, scorer: RowScorer, build: dict, grid: list[dict],
                   log, threads_note: str = "") -> list[dict]:
+    """Seismic as codelsr builds and serves it: head terms (``head_min_df``) under compact ids in
+    Seismic, the tail scored exactly (``seismic_backend.build`` / ``SeismicBackend.open``)."""
     from codelsr.index import seismic_backend as sb
 
     fwd = coll.forward
-    params = {k: v for k, v in build.items() if k != "kept_fraction"}
-    params["n_postings"] = sb.default_n_postings(fwd, build["kept_fraction"])
-    params.setdefault("doc_cut", sb.DEFAULT_BUILD["doc_cut"])
+    settings = {"kept_fraction": build["kept_fraction"], "head_min_df": build.get("head_min_df", sb.HEAD_MIN_DF),
+                "build": {k: v for k, v in build.items() if k not in ("kept_fraction", "head_min_df")}}
     gc.collect()
-    with PeakMemory() as mem:
-        t0 = time.perf_counter()
-        index = sb.build_in_memory(fwd, params)
-        build_s = time.perf_counter() - t0
     folder = Path(tempfile.mkdtemp(prefix="codelsr-bench-seismic-"))
     try:
-        with sb.stdout_to_stderr():
-            index.save(str(folder / sb.SEISMIC_FILE))
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            c0 = time.process_time()
+            used = sb.build(fwd, folder, settings)
+            build_s, build_cpu_s = time.perf_counter() - t0, time.process_time() - c0
         disk_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+        with PeakMemory() as opened:
+            t0 = time.perf_counter()
+            backend = sb.SeismicBackend.open(fwd, folder, used)
+            open_s = time.perf_counter() - t0
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    backend = sb.SeismicBackend(index, {})
     rows = []
     for cfg in grid:
         backend._search = {**sb.DEFAULT_SEARCH, **cfg}
@@ -161,15 +166,19 @@ def bench_seismic(coll: Collection, queries, truths, scorer: RowScorer, build: d
         backend.search_batch(queries, K)
         batch_ms = (time.perf_counter() - t0) * 1000 / max(1, len(queries))
         row = {"collection": coll.name, "backend": "seismic", "chunks": fwd.n_rows, "nnz": int(fwd.indices.size),
-               "forward_mb": fwd_bytes(fwd) / 1e6, **{f"b_{k}": v for k, v in build.items()},
-               "n_postings": params["n_postings"], **{f"s_{k}": v for k, v in cfg.items()},
-               "build_s": build_s, "build_peak_mb": mem.peak, "index_mb": mem.end, "disk_mb": disk_mb,
+               "terms": len(fwd.terms), "forward_mb": fwd_bytes(fwd) / 1e6, **{f"b_{k}": v for k, v in build.items()},
+               "head_min_df": used["head_min_df"], "head_terms": used["head_terms"],
+               "head_postings": used["head_postings"], "tail_terms": used["tail_terms"],
+               "n_postings": used["build"]["n_postings"], **{f"s_{k}": v for k, v in cfg.items()},
+               "build_s": build_s, "build_cpu_s": build_cpu_s, "build_peak_mb": mem.peak,
+               "build_peak_rss_mb": mem.hwm, "index_mb": opened.end, "open_s": open_s, "disk_mb": disk_mb,
                **lat, "batch_ms_per_query": batch_ms, "recall10": rec,
-               "served_p50_ms": served_lat["p50_ms"], "served_recall10": rec_served,
+               "served_p50_ms": served_lat["p50_ms"], "served_p99_ms": served_lat["p99_ms"],
+               "served_cpu_p50_ms": served_lat["cpu_p50_ms"], "served_recall10": rec_served,
                "load": load_average(), "threads": threads_note}
         log(row)
         rows.append(row)
-    del backend, index
+    del backend
     gc.collect()
     return rows
 
@@ -226,7 +235,8 @@ def format_row(r: dict) -> str:
         return f"{r['collection']:>16} rescoring: {r['what']} p50 {r['p50_ms']:.3f} ms (cpu {r['cpu_p50_ms']:.3f})"
     head = f"{r['collection']:>16} {r['backend']:<7}"
     if r["backend"] == "seismic":
-        head += (f" keep={r['b_kept_fraction']:<4} np={r['n_postings']:<5} cf={r['b_centroid_fraction']:<4} "
+        head += (f" head df>={r.get('head_min_df')} ({r.get('head_terms')} terms, {r.get('tail_terms')} tail)"
+                 f" keep={r['b_kept_fraction']:<4} np={r['n_postings']:<5} cf={r['b_centroid_fraction']:<4} "
                  f"se={r['b_summary_energy']:<3} mf={r['b_max_fraction']:<3} qc={r['s_query_cut']:<2} "
                  f"hf={r['s_heap_factor']:<3}")
     tail = (f" build {r['build_s']:.1f}s peak+{r['build_peak_mb']:.0f}MB idx {r['index_mb']:.0f}MB "
@@ -234,6 +244,10 @@ def format_row(r: dict) -> str:
             f"batch {r['batch_ms_per_query']:.3f} ms | R@10 {r['recall10']:.3f}")
     if "served_p50_ms" in r:
         tail += f" served R@10 {r['served_recall10']:.3f} p50 {r['served_p50_ms']:.3f}"
+        if "served_p99_ms" in r:
+            tail += f" p99 {r['served_p99_ms']:.3f}"
+    if "build_peak_rss_mb" in r:
+        tail += f" peak RSS {r['build_peak_rss_mb']:.0f}MB"
     return head + tail + f" | load {r['load']}"
 
 
@@ -274,7 +288,9 @@ def bench_seismic_guarded(coll: Collection, queries, truths, scorer: RowScorer, 
     proc = ctx.Process(target=target, daemon=True)
     proc.start()
     rows, note = None, f"build + sweep did not finish in {timeout_s:.0f} s"
+    timeline: list[tuple[float, float]] = []  # (seconds, child's resident MB), every ~2 s
     while time.perf_counter() - t0 < timeout_s:
+        timeline.append((round(time.perf_counter() - t0, 1), round(pid_rss_mb(proc.pid))))
         if parent.poll(2.0):
             rows = parent.recv()
             break
@@ -289,12 +305,23 @@ def bench_seismic_guarded(coll: Collection, queries, truths, scorer: RowScorer, 
     if rows is None:
         row = {"collection": coll.name, "backend": "seismic-timeout", "chunks": coll.forward.n_rows,
                **{f"b_{k}": v for k, v in build.items()}, "build_s": time.perf_counter() - t0,
-               "note": note, "load": load_average()}
+               "note": note, "rss_timeline": timeline, "load": load_average()}
         log(row)
         return [row]
     for r in rows:
+        r["rss_timeline"] = timeline
         log(r)
     return rows
+
+
+def pid_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 VOCAB_CASES = [  # (documents, vocabulary drawn from, largest id + 1)

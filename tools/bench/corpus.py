@@ -20,7 +20,7 @@ import random
 import sysconfig
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,10 +151,110 @@ def real_collection(n: int, work: Path | None = None, log=print, cap: int = REAL
         log(f"# only {forward.n_rows} real chunks exist; using all of them for real-{n}")
         n = forward.n_rows
     end = int(forward.indptr[n])
-    # Term ids stay those of the whole corpus; terms absent from the prefix have df 0.
-    sub = ForwardIndex(forward.terms, forward.indptr[: n + 1].copy(), forward.indices[:end], forward.data[:end])
+    # Compact term ids, as a generation has them: only the terms the prefix uses, in corpus order
+    # (the whole corpus's 2.53M ids would measure the id space, not the collection).
+    sub = compact_terms(ForwardIndex(forward.terms, forward.indptr[: n + 1].copy(), forward.indices[:end],
+                                     forward.data[:end]))
     n_files = int(np.searchsorted(np.asarray(starts), n, side="left"))
     return Collection(f"real-{n}", sub, texts[:n], files[:max(1, n_files)])
+
+
+def compact_terms(forward: ForwardIndex) -> ForwardIndex:
+    """The same vectors over only the terms that occur (ids renumbered in their old order)."""
+    used = np.flatnonzero(np.bincount(forward.indices, minlength=len(forward.terms)))
+    if used.size == len(forward.terms):
+        return forward
+    new_id = np.full(len(forward.terms), -1, dtype=np.int32)
+    new_id[used] = np.arange(used.size, dtype=np.int32)
+    terms = ([forward.terms[i] for i in used.tolist()] if isinstance(forward.terms, list)
+             else PickedTerms(forward.terms, used))
+    return ForwardIndex(terms, forward.indptr, new_id[forward.indices], forward.data)
+
+
+class PickedTerms(Sequence):
+    """``terms[picked[i]]`` on demand (see ``RenamedTerms``)."""
+
+    def __init__(self, terms: Sequence, picked: np.ndarray):
+        self.terms, self.picked = terms, picked
+
+    def __len__(self) -> int:
+        return self.picked.size
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.terms[int(self.picked[i])]
+
+
+class RenamedTerms(Sequence):
+    """The term table of ``real_repeated``: the corpus's terms, then ``<term>~c`` for every renamed
+    term of each copy ``c``, made on demand (millions of strings would cost a GB of memory)."""
+
+    def __init__(self, base: list[str], renamed: np.ndarray):
+        self.base, self.renamed, self.copies = base, renamed, 0
+
+    def __len__(self) -> int:
+        return len(self.base) + self.copies * self.renamed.size
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if i < len(self.base):
+            return self.base[i]
+        copy, at = divmod(i - len(self.base), self.renamed.size)
+        return f"{self.base[int(self.renamed[at])]}~{copy + 1}"
+
+
+RENAME_MAX_DF = 1_000  # terms in fewer chunks than this are identifiers, renamed in each repeat
+
+
+def real_repeated(n: int, work: Path | None = None, log=print) -> Collection:
+    """``n`` real lexical chunks: the whole real corpus, then copies of it (in the same order) in
+    which every identifier is renamed, until ``n`` chunks.
+
+    Renaming happens on the vectors: in copy ``c`` every term found in fewer than
+    ``RENAME_MAX_DF`` chunks of the corpus (identifiers and their parts; keywords and common words
+    are more frequent) becomes the new term ``<term>~c``, as if each file had been rewritten with
+    fresh names. Weights are kept: the lexical encoder weighs a term by its counts in the chunk,
+    which renaming does not change. So the copies have real code's shape (terms per chunk, the
+    share of rare terms, the common words) and the vocabulary grows as a larger code base's would.
+    """
+    first = real_collection(n, work, log)
+    if first.forward.n_rows == n:
+        return first
+    fwd = first.forward  # the whole corpus
+    del first
+    df = np.bincount(fwd.indices, minlength=len(fwd.terms))
+    rare = df < RENAME_MAX_DF
+    rare_ids = np.flatnonzero(rare)
+    slot = np.full(len(fwd.terms), -1, dtype=np.int64)
+    slot[rare_ids] = np.arange(rare_ids.size)
+    terms = RenamedTerms(fwd.terms, rare_ids)
+    indptrs, indices, datas = [fwd.indptr], [fwd.indices], [fwd.data]
+    total, copy = fwd.n_rows, 0
+    while total < n:
+        copy += 1
+        take = min(fwd.n_rows, n - total)
+        end = int(fwd.indptr[take])
+        ids = fwd.indices[:end].astype(np.int64)
+        renamed = slot[ids]
+        ids = np.where(renamed >= 0, len(fwd.terms) + (copy - 1) * rare_ids.size + renamed, ids)
+        terms.copies = copy
+        # Rows stay sorted by term id: renamed ids are larger, but their relative order may
+        # interleave with kept ones, so sort each row.
+        row_of = np.repeat(np.arange(take, dtype=np.int64), np.diff(fwd.indptr[:take + 1]))
+        order = np.lexsort((ids, row_of))
+        indices.append(ids[order].astype(np.int32))
+        datas.append(fwd.data[:end][order])
+        indptrs.append(fwd.indptr[1:take + 1] + indptrs[-1][-1])
+        total += take
+    forward = compact_terms(ForwardIndex(terms, np.concatenate(indptrs), np.concatenate(indices),
+                                         np.concatenate(datas)))
+    log(f"# real-{n}: {fwd.n_rows} real chunks + {copy} renamed cop{'y' if copy == 1 else 'ies'}, "
+        f"{len(forward.terms)} terms, {forward.indices.size} postings")
+    return Collection(f"real-{n}", forward, None, None)
 
 
 def zipf_probabilities(vocab: int, s: float = 1.0, offset: float = 10.0) -> np.ndarray:
@@ -230,7 +330,9 @@ def real_queries(collection: Collection, texts: list[str]) -> list[tuple[np.ndar
     from codelsr.index.reader import DocFreq
 
     fwd = collection.forward
-    term_ids = {t: i for i, t in enumerate(fwd.terms)}
+    # Ids of the query words only: a repeated collection has millions of terms.
+    wanted = {t for vec in LexicalEncoder().encode_queries(texts) for t in vec}
+    term_ids = {t: i for i, t in enumerate(fwd.terms) if t in wanted}
     enc = LexicalEncoder().bind_collection(fwd.n_rows, DocFreq(term_ids, fwd.doc_freq()))
     out = []
     for vec in enc.encode_queries(texts):

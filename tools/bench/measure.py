@@ -41,7 +41,8 @@ class PeakMemory:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.peak = max(0.0, _status("VmHWM") - self.start)
+        self.hwm = _status("VmHWM")  # the process's peak resident memory during the block, MB
+        self.peak = max(0.0, self.hwm - self.start)
         self.end = rss_mb() - self.start
 
 

@@ -6,6 +6,7 @@ Usage::
     python -m tools.bench backends --collections real:100000,synthetic:1000000 --sweep full
     python -m tools.bench encoders | peers | e2e [--size 100000]
     python -m tools.bench vocab                        # Seismic build time vs vocabulary width
+    python -m tools.bench scale                        # exact vs Seismic, 100k-1M chunks (issue 17)
 
 Figures go to stdout, one line each, and as JSON lines to ``--out`` (default
 ``<work>/results.jsonl``). Threads are pinned (``--threads``, default 1) for numpy, torch and
@@ -20,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ("backends", "encoders", "peers", "e2e", "vocab")
+SECTIONS = ("backends", "encoders", "peers", "e2e", "vocab", "scale")
 
 
 def parse_collections(spec: str) -> list[tuple[str, int, int]]:
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", choices=["quick", "full"], help="Seismic build settings to try")
     parser.add_argument("--keep", help="Seismic: only these kept fractions (comma-separated) with default settings; "
                              "'none': exact backend only")
+    parser.add_argument("--head", help="Seismic: head/tail cuts (min document frequency of a head term) to try, "
+                             "comma-separated (default: codelsr's)")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--size", type=int, help="peers / e2e: real chunks (default 100000; quick 10000)")
     parser.add_argument("--threads", type=int, default=1)
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     out = args.out or work / "results.jsonl"
     log = backends.make_logger(out)
-    sections = args.sections or [s for s in SECTIONS if s != "vocab"]  # vocab: on request
+    sections = args.sections or [s for s in SECTIONS if s not in ("vocab", "scale")]  # on request
     info = {"run": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "argv": sys.argv[1:], **machine()}
     print("# " + json.dumps(info))
     with open(out, "a") as f:
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         full = (args.sweep or ("quick" if args.quick else "full")) == "full"
         for kind, n, vocab in parse_collections(spec):
             if kind == "real":
-                coll = corpus.real_collection(n, work, log, cap)
+                coll = corpus.real_repeated(n, work, log) if not args.quick else corpus.real_collection(n, work, log, cap)
                 queries = corpus.real_queries(coll, nl)
             else:
                 coll = corpus.synthetic_forward(n, vocab, work=work, log=log)
@@ -93,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             elif args.keep:
                 base = backends.build_sweep(False)[0]
                 builds = [{**base, "kept_fraction": float(f)} for f in args.keep.split(",")]
+            if args.head and builds != []:
+                base = backends.build_sweep(False)[0]
+                builds = [{**b, "head_min_df": int(h)} for b in (builds or [base]) for h in args.head.split(",")]
             backends.run_collection(coll, queries, full, log, builds=builds, timeout_s=args.timeout)
             del coll
     if "encoders" in sections:
@@ -113,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         e2e.run(coll, nl, work, log, backend=args.backend)
     if "vocab" in sections:
         backends.vocabulary_cost(log, backends.VOCAB_CASES[:2] if args.quick else backends.VOCAB_CASES)
+    if "scale" in sections:
+        from tools.bench import scale
+
+        scale.run(args.collections or ("real:10000,synthetic:3000" if args.quick else scale.DEFAULT_COLLECTIONS),
+                  args.queries, work, log, args.timeout, stdlib=not args.quick)
     print(f"# results appended to {out}")
     return 0
 

@@ -65,6 +65,35 @@ def _order(scores: np.ndarray, positive: np.ndarray, k: int, rows: np.ndarray | 
     return [(int(row_ids[i]), float(scores[positive[i]])) for i in order]
 
 
+def rows_dot(forward: ForwardIndex, rows: np.ndarray, term_ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Exact dot products of the query with the given rows of ``forward``, vectorised.
+
+    One pass over the rows' stored terms (looked up among the query's sorted terms): the cost is the
+    rows' lengths, not the vocabulary, and no Python loop per row. Each row's products are summed in
+    float64 in the query's term order, whatever the term numbering, so an incrementally updated
+    index and one built from scratch (which number terms differently) score identically."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0 or term_ids.size == 0:
+        return np.zeros(rows.size, dtype=np.float64)
+    order = np.argsort(term_ids, kind="stable")
+    q_ids = np.asarray(term_ids, dtype=np.int64)[order]
+    q_w = np.asarray(weights, dtype=np.float64)[order]
+    starts = forward.indptr[rows]
+    lengths = forward.indptr[rows + 1] - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(rows.size, dtype=np.float64)
+    # Positions of every stored entry of the rows, without a loop: a ramp restarted per row.
+    owner = np.repeat(np.arange(rows.size), lengths)
+    pos = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths) + starts[owner]
+    d_ids = forward.indices[pos]
+    at = np.minimum(np.searchsorted(q_ids, d_ids), q_ids.size - 1)
+    hit = q_ids[at] == d_ids
+    products = np.zeros((rows.size, q_ids.size), dtype=np.float64)  # shape (n_rows, n_query_terms)
+    products[owner[hit], order[at[hit]]] = forward.data[pos[hit]].astype(np.float64) * q_w[at[hit]]
+    return products.sum(axis=1)
+
+
 class ExactBackend:
     """Brute-force dot products over a term-major copy of the forward index (scipy CSR).
 
@@ -130,13 +159,13 @@ BACKENDS: dict[str, BackendKind] = {
     "seismic": BackendKind(_build_seismic, _open_seismic, _seismic_available),
 }
 
-# Below this many chunks ``auto`` picks exact search: it is exact, builds in about a second, and
-# answers in a few ms at most (measured, CPU p50: 0.14 ms at 10k real chunks, 0.42 ms at 100k,
-# 1.5 ms at 418k; ~10 ms at 1M SPLADE-like chunks). Seismic answers faster per query, but its
-# build grows with the vocabulary (36 s at 10k lexical chunks, 27k terms; > 15 min at 100k,
-# 221k terms; 325 s at 100k SPLADE-like chunks), and every reindex rebuilds it.
-# See docs/performance.md.
-SEISMIC_MIN_CHUNKS = 1_000_000
+# Below this many chunks ``auto`` picks exact search: it is exact and needs no build, and its
+# served latency (search + rescoring 40 candidates) stays under ~1 ms CPU there: 0.52 ms at 100k
+# real lexical chunks, growing linearly (1.5 ms at 418k; 1.3-1.9 ms at 100k SPLADE-like chunks,
+# ~10 ms at 1M). Above it Seismic over the head terms (compact ids, tail exact) answers in
+# ~0.4 ms and builds in ~8 CPU s per 100k lexical chunks, paid only when a reindex compacts the
+# main segment (delta segments are searched exactly). docs/performance.md, "auto".
+SEISMIC_MIN_CHUNKS = 200_000
 
 
 def choose_backend(requested: str | None, n_chunks: int) -> str:

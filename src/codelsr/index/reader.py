@@ -19,7 +19,7 @@ from codelsr.encoders import get_encoder, normalise_spec
 from codelsr.encoders.base import CollectionAware, SparseEncoder
 from codelsr.errors import CorruptIndexError, EncoderMismatchError
 from codelsr.index import catalog
-from codelsr.index.backends import BACKENDS, ExactBackend, SearchBackend, missing_reason, top_k_rows
+from codelsr.index.backends import BACKENDS, ExactBackend, SearchBackend, missing_reason, rows_dot, top_k_rows
 from codelsr.index.layout import DELTA, DELTA_DIR, FILES_TABLE, MAIN, VECTORS_FILE, FileTable
 from codelsr.index.manifest import IndexManifest
 from codelsr.index.store import (
@@ -204,18 +204,10 @@ class IndexReader:
     def row_scores(self, rows: list[int], term_ids: np.ndarray, weights: np.ndarray) -> list[float]:
         """Exact dot products of the query with the given rows (approximate backends may score
         with a cut query; hits report the exact score, which ``explain`` decomposes)."""
-        # Summed in the query's term order, whatever the term numbering: an incrementally updated
-        # index and one built from scratch number terms differently but must score identically.
-        q_ids, q_w = np.asarray(term_ids), np.asarray(weights).astype(np.float64)
-        fwd, out = self.forward, []
-        for row in rows:
-            lo, hi = fwd.indptr[row], fwd.indptr[row + 1]
-            d_ids = fwd.indices[lo:hi]
-            pos = np.minimum(np.searchsorted(d_ids, q_ids), max(d_ids.size - 1, 0))
-            match = d_ids[pos] == q_ids if d_ids.size else np.zeros(q_ids.size, dtype=bool)
-            d_w = np.where(match, fwd.data[lo:hi][pos] if d_ids.size else 0.0, 0.0).astype(np.float64)
-            out.append(float(np.dot(q_w, d_w)))
-        return out
+        # rows_dot sums in the query's term order, whatever the term numbering: an incrementally
+        # updated index and one built from scratch number terms differently but must score identically.
+        return rows_dot(self.forward, np.asarray(rows, dtype=np.int64), np.asarray(term_ids),
+                        np.asarray(weights)).tolist()
 
     def close(self) -> None:
         self.chunks.close()
