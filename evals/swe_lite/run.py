@@ -116,7 +116,7 @@ def score_instance(inst: Instance, regions: list[Region], tree_files: set[str],
 
 
 def run(instances: list[Instance], systems: list[str], sample_systems: list[str], sample: set[str],
-        mirror: Path | None, checkpoint=None) -> dict[str, Any]:
+        mirror: Path | None, checkpoint=None, work: str = "work") -> dict[str, Any]:
     """Every system on every tree. ``checkpoint(results)`` is called with the results so far
     every :data:`CHECKPOINT_SECONDS` (a long run leaves readable outputs if it is stopped)."""
     started = last_checkpoint = time.perf_counter()
@@ -196,7 +196,7 @@ def run(instances: list[Instance], systems: list[str], sample_systems: list[str]
             if not todo:
                 continue
             try:
-                system = made.get(spec) or made.setdefault(spec, make_tree_system(spec))
+                system = made.get(spec) or made.setdefault(spec, make_tree_system(spec, work))
                 t1 = time.perf_counter()
                 info = system.index(tree, files)
                 t2 = time.perf_counter()
@@ -237,6 +237,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--instances", default=None, help="comma-separated instance ids (default: all)")
     p.add_argument("--repos", default=None, help="comma-separated repositories (owner/name or name)")
     p.add_argument("--data", type=Path, default=None, help="lite.jsonl (default: shared/data/swe-bench/lite.jsonl)")
+    p.add_argument("--work", default="work", help="name of the work-folder set in the cache (one per concurrent run)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: evals/results/swe_lite[/quick])")
     return p.parse_args(argv)
 
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         return write_outputs(results, out_dir)
 
-    results = run(instances, systems, sample_systems, sample, args.mirror, checkpoint=finish)
+    results = run(instances, systems, sample_systems, sample, args.mirror, checkpoint=finish, work=args.work)
     paths = finish(results)
     log(f"done in {results['wall_seconds']:.0f} s: " + ", ".join(str(p) for p in paths))
     print((out_dir / "table.md").read_text())

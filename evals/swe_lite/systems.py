@@ -183,9 +183,11 @@ def sync_folder(files: dict[str, bytes | str], folder: Path) -> dict[str, int]:
     return {"written": written, "removed": removed}
 
 
-def work_folder(encoder: str, repo: str) -> Path:
+def work_folder(encoder: str, repo: str, work: str = "work") -> Path:
+    """Where a codelsr system keeps ``repo``'s tree for ``encoder`` (``work``: a name per run, so
+    two runs at once never share a folder)."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder)[:40] + "-" + hashlib.sha1(encoder.encode()).hexdigest()[:6]
-    return cache_dir("swe-lite", "work", slug) / repo.replace("/", "__")
+    return cache_dir("swe-lite", work, slug) / repo.replace("/", "__")
 
 
 def hits_to_regions(hits: Iterable[Any]) -> list[Region]:
@@ -199,14 +201,14 @@ def hits_to_regions(hits: Iterable[Any]) -> list[Region]:
 class CodelsrLibrary:
     """``codelsr:<encoder>`` (``raw=False``) or ``codelsr-raw:<encoder>`` (``raw=True``)."""
 
-    def __init__(self, encoder: str, raw: bool = False):
-        self.encoder, self.raw = encoder, raw
+    def __init__(self, encoder: str, raw: bool = False, work: str = "work"):
+        self.encoder, self.raw, self.work = encoder, raw, work
         self.name = f"codelsr{'-raw' if raw else ''}:{encoder}"
 
     def index(self, tree: Tree, files: dict[str, str]) -> dict[str, Any]:
         from codelsr.index import build_index, open_index
 
-        self.folder = work_folder(self.encoder, tree.repo)
+        self.folder = work_folder(self.encoder, tree.repo, self.work)
         synced = sync_folder({p: (tree.root / p).read_bytes() for p in files}, self.folder)
         report = build_index(self.folder, self.encoder)
         self.reader = open_index(self.folder)
@@ -224,11 +226,13 @@ class CodelsrLibrary:
         return {self.name: out}
 
 
+URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+")
 IDENTIFIER = re.compile(
     r"`([^`\n]{2,80})`"  # anything in backticks
+    r"|((?:[\w.-]+/)+[\w.-]+\.py)\b"  # file paths (tracebacks name the files they pass through)
     r"|\b([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)+)\b"  # dotted names: models.QuerySet.filter, file.py
     r"|\b([a-z0-9]+_[\w]+|_[\w]+)\b"  # snake_case with an underscore
-    r"|\b([A-Z][a-z0-9]+[A-Z]\w*)\b"  # CamelCase
+    r"|\b([A-Z][a-z0-9]+[A-Z]\w*|[A-Z]{2,}[a-z]\w*)\b"  # CamelCase, HTTPAdapter
     r"|\b([A-Za-z_]\w*)\("  # called names: foo(
 )
 
@@ -238,11 +242,12 @@ def identifiers(text: str, limit: int = MAX_IDENTIFIERS) -> list[str]:
     dotted names and paths, snake_case, CamelCase, called names. The title line is left out (the
     first call searched it). No language model: regular expressions only."""
     body = text.strip().split("\n", 1)[1] if "\n" in text.strip() else ""
+    body = URL.sub(" ", body)
     seen: dict[str, None] = {}
     for m in IDENTIFIER.finditer(body):
         name = next(g for g in m.groups() if g)
         name = name.strip().strip(".")
-        if len(name) >= 3 and not name.startswith(("http", "www.")):
+        if len(name) >= 3:
             seen.setdefault(name, None)
         if len(seen) >= limit:
             break
@@ -263,8 +268,8 @@ def fuse(*rankings: list[Region], k: int = RRF_K) -> list[Region]:
 class CodelsrAgent:
     """``agent:<encoder>`` (one call with the issue) or ``policy:<encoder>`` (title, then identifiers)."""
 
-    def __init__(self, encoder: str, policy: bool = False):
-        self.encoder, self.policy = encoder, policy
+    def __init__(self, encoder: str, policy: bool = False, work: str = "work"):
+        self.encoder, self.policy, self.work = encoder, policy, work
         self.name = f"{'policy' if policy else 'agent'}:{encoder}"
         self.server = None
 
@@ -273,7 +278,7 @@ class CodelsrAgent:
 
         from codelsr.server import create_server
 
-        self.folder = work_folder(self.encoder, tree.repo)
+        self.folder = work_folder(self.encoder, tree.repo, self.work)
         synced = sync_folder({p: (tree.root / p).read_bytes() for p in files}, self.folder)
         if self.server is None:
             self.server = create_server([self.folder.parent], default_encoder=self.encoder)
@@ -325,7 +330,7 @@ class CodelsrAgent:
         return out
 
 
-def make_tree_system(spec: str) -> TreeSystem:
+def make_tree_system(spec: str, work: str = "work") -> TreeSystem:
     spec = spec.strip()
     if spec == "bm25s":
         return BM25Files()
@@ -336,8 +341,8 @@ def make_tree_system(spec: str) -> TreeSystem:
     kind, _, encoder = spec.partition(":")
     encoder = encoder or "lexical"
     if kind in ("codelsr", "codelsr-raw"):
-        return CodelsrLibrary(encoder, raw=kind == "codelsr-raw")
+        return CodelsrLibrary(encoder, raw=kind == "codelsr-raw", work=work)
     if kind in ("agent", "policy"):
-        return CodelsrAgent(encoder, policy=kind == "policy")
+        return CodelsrAgent(encoder, policy=kind == "policy", work=work)
     raise ValueError(f"unknown system {spec!r}: use bm25s, grep, dense, codelsr:<encoder>, codelsr-raw:<encoder>, "
                      "agent:<encoder> or policy:<encoder>")

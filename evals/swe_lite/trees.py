@@ -43,6 +43,7 @@ WHEEL_TARGETS = [(), ("--platform", "manylinux2014_x86_64", "--python-version", 
                  ("--platform", "manylinux1_x86_64", "--python-version", "3.7", "--implementation", "cp"),
                  ("--platform", "manylinux1_x86_64", "--python-version", "3.6", "--implementation", "cp")]
 DOC_SUFFIXES = (".rst", ".md", ".txt")
+TREES_DIR = "trees-v2"  # unpacked trees; v2: test files left out (see kept)
 PIP_TIMEOUT = 180
 # Compiled projects: pip would build numpy & co. just to read an sdist's metadata; take a wheel first.
 WHEEL_FIRST = {"matplotlib/matplotlib", "scikit-learn/scikit-learn", "astropy/astropy"}
@@ -70,10 +71,27 @@ class Tree:
         return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
 
 
+TEST_DIRS = frozenset({"tests", "test", "testing"})
+
+
+def is_test_file(path: str) -> bool:
+    """Test code: a file under a ``tests``/``test``/``testing`` folder, ``test_*.py``, ``*_test.py``
+    or ``conftest.py``. No SWE-bench Lite gold file is one (the gold patch excludes tests)."""
+    parts = PurePosixPath(path).parts
+    name = parts[-1] if parts else ""
+    return (any(p in TEST_DIRS for p in parts[:-1]) or name.startswith("test_") or name.endswith("_test.py")
+            or name == "conftest.py")
+
+
 def kept(path: str) -> bool:
-    """Whether the task indexes a file: Python sources and docs, never build or VCS folders."""
+    """Whether the task indexes a file: Python sources and docs, not tests, never build or VCS
+    folders. Tests are left out so that sdist trees (which ship them) and wheel trees (which
+    mostly do not) hold the same kind of corpus, and because indexing them tripled the cost of
+    Django's trees on a 2-core machine; the docs are there when the artifact has them (sdists)."""
     parts = PurePosixPath(path).parts
     if any(p in {".git", "__pycache__", "build", ".tox", ".eggs"} or p.endswith(".egg-info") for p in parts[:-1]):
+        return False
+    if is_test_file(path):
         return False
     return path.endswith(".py") or path.lower().endswith(DOC_SUFFIXES)
 
@@ -174,7 +192,7 @@ def _write_tree(root: Path, files: dict[str, bytes]) -> None:
 
 def release_tree(repo: str, release: str) -> Tree:
     """The kept files of ``repo``'s PyPI ``release``, unpacked once into the cache."""
-    base = cache_dir("swe-lite", "trees", _slug(repo))
+    base = cache_dir("swe-lite", TREES_DIR, _slug(repo))
     root = base / release
     stamp = base / f"{release}.json"
     if stamp.exists() and root.is_dir():
@@ -206,7 +224,7 @@ def exact_tree(mirror: Path, repo: str, commit: str) -> Tree:
     if clone is None:
         raise TreeUnavailable(f"no clone of {repo} under {mirror} (looked for {_slug(repo)}, "
                               f"{repo.split('/')[1]}, {repo})")
-    base = cache_dir("swe-lite", "exact", _slug(repo))
+    base = cache_dir("swe-lite", f"exact-{TREES_DIR}", _slug(repo))
     root = base / commit
     stamp = base / f"{commit}.json"
     if stamp.exists() and root.is_dir():
