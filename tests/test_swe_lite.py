@@ -336,3 +336,24 @@ def test_results_json_of_the_committed_run_is_consistent():
     assert on.get("approximate", 0) + on.get("exact", 0) + on.get("no_tree", 0) == out["instances"]
     for name, s in out["summary"].items():
         assert s["instances"] == len(out["per_instance"][name])
+
+
+def test_merging_two_parts_gives_the_results_of_one_run(tmp_path, monkeypatch):
+    from evals.swe_lite.merge import merge
+    from evals.swe_lite.run import run
+
+    monkeypatch.setenv("CODELSR_EVAL_CACHE", str(tmp_path / "cache"))
+    mirror, first, second = _mirror(tmp_path)
+    one = Instance("acme__pkg-1", "acme/pkg", first, "1.0", ISSUE_ONE, ("pkg/sessions.py",), {})
+    two = Instance("acme__pkg-2", "acme/pkg", second, "1.1", ISSUE_TWO, ("pkg/adapters.py",), {})
+    three = Instance("acme__pkg-3", "acme/pkg", first, "1.0", ISSUE_TWO, ("pkg/adapters.py",), {})
+    systems = ["bm25s", "grep"]
+    whole = run([one, two, three], systems, [], set(), mirror)
+    merged = merge([run([one, three], systems, [], set(), mirror), run([two], systems, [], set(), mirror)])
+    assert merged["instances"] == 3 and merged["scored_on"] == whole["scored_on"] == {"exact": 3, "no_tree": 0}
+    assert len(merged["gold_missing_from_tree"]) == 1
+    for s in systems:
+        assert {k: v for k, v in merged["summary"][s].items() if k != "seconds"} == \
+               {k: v for k, v in whole["summary"][s].items() if k != "seconds"}
+    with pytest.raises(ValueError, match="overlap"):
+        merge([whole, whole])
