@@ -39,6 +39,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     names = results["systems"]
     on = results["scored_on"]
     lines = [f"**PARTIAL** ({results['partial']} done; the run goes on)", ""] if results.get("partial") else []
+    if results.get("note"):
+        lines += [results["note"], ""]
     lines += [f"swe-lite-files: SWE-bench Lite issue -> files to edit ({results['instances']} instances; "
              f"trees: {on.get('approximate', 0)} instances on approximate bases (PyPI releases), "
              f"{on.get('exact', 0)} on exact base commits, {on.get('no_tree', 0)} without a tree).",
