@@ -357,3 +357,7 @@ def test_merging_two_parts_gives_the_results_of_one_run(tmp_path, monkeypatch):
                {k: v for k, v in whole["summary"][s].items() if k != "seconds"}
     with pytest.raises(ValueError, match="overlap"):
         merge([whole, whole])
+    from evals.swe_lite.merge import drop_repo
+
+    emptied = drop_repo(whole, "acme/pkg")
+    assert emptied["instances"] == 0 and not emptied["trees"] and not emptied["per_instance"]["bm25s"]

@@ -17,6 +17,22 @@ from typing import Any
 from evals.swe_lite.scoring import aggregate
 
 
+def drop_repo(results: dict[str, Any], repo: str) -> dict[str, Any]:
+    """``results`` without ``repo``'s instances (a part stopped while on a repository that another
+    part scored whole)."""
+    gone = {i for t in results["trees"] if t["tree"].split("@")[0] == repo for i in t["instances"]}
+    gone |= {r["instance_id"] for r in results["no_tree"] if r["instance_id"].startswith(repo.replace("/", "__") + "-")}
+    out = dict(results)
+    out["trees"] = [t for t in results["trees"] if t["tree"].split("@")[0] != repo]
+    out["no_tree"] = [r for r in results["no_tree"] if r["instance_id"] not in gone]
+    out["gold_missing_from_tree"] = [m for m in results["gold_missing_from_tree"] if m["instance_id"] not in gone]
+    out["per_instance"] = {s: {i: r for i, r in rows.items() if i not in gone} for s, rows in results["per_instance"].items()}
+    out["sample"] = [i for i in results["sample"] if i not in gone]
+    out["instances"] = results["instances"] - len(gone)
+    out["dropped"] = out.get("dropped", []) + [f"{repo}: {len(gone)} instances (scored by another part)"]
+    return out
+
+
 def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     seen: set[str] = set()
     for p in parts:
@@ -66,7 +82,7 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
                                            key=lambda m: str(m.get("load_average_at_end")))
                 .get("load_average_at_end")},
             "parts": [{"command": p.get("command"), "wall_seconds": p["wall_seconds"], "instances": p["instances"],
-                       "partial": p.get("partial")} for p in parts],
+                       "partial": p.get("partial"), "dropped": p.get("dropped")} for p in parts],
             **({"partial": "; ".join(p["partial"] for p in parts if p.get("partial"))}
                if any(p.get("partial") for p in parts) else {})}
 
@@ -78,8 +94,14 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("parts", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--drop", action="append", default=[], metavar="N:REPO",
+                    help="leave REPO out of the N-th part (0-based), e.g. 0:sympy/sympy (repeatable)")
     args = ap.parse_args(argv)
-    merged = merge([json.loads(p.read_text()) for p in args.parts])
+    parts = [json.loads(p.read_text()) for p in args.parts]
+    for spec in args.drop:
+        n, _, repo = spec.partition(":")
+        parts[int(n)] = drop_repo(parts[int(n)], repo)
+    merged = merge(parts)
     for path in write_outputs(merged, args.out):
         print(path)
     print((args.out / "table.md").read_text())
