@@ -112,8 +112,11 @@ def download_release(repo: str, release: str) -> Path:
         raise TreeUnavailable(f"no PyPI name known for {repo}")
     folder = cache_dir("swe-lite", "downloads", _slug(repo), release)
     done = folder / "artifact.json"
+    failed = folder / "failed.json"  # pip's answer is kept: retrying costs minutes and changes nothing
     if done.exists():
         return folder / json.loads(done.read_text())["file"]
+    if failed.exists():
+        raise TreeUnavailable(json.loads(failed.read_text())["error"] + f" (cached; delete {failed} to retry)")
     tried = []
     # Without build isolation first: pip then reads an old setup.py with this venv's setuptools
     # instead of installing a build environment per download (seconds each).
@@ -142,7 +145,9 @@ def download_release(repo: str, release: str) -> Path:
             return target
         tried.append(f"{kind} {' '.join(extra)}: {' '.join(err) or 'no file'}")
     shutil.rmtree(folder / f"partial-{os.getpid()}", ignore_errors=True)
-    raise TreeUnavailable(f"pip could not download {name}=={release}: " + "; ".join(tried))
+    error = f"pip could not download {name}=={release}: " + "; ".join(tried)
+    failed.write_text(json.dumps({"error": error}))
+    raise TreeUnavailable(error)
 
 
 def _members(artifact: Path) -> list[tuple[str, bytes]]:
