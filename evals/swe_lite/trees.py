@@ -146,7 +146,8 @@ def download_release(repo: str, release: str) -> Path:
         tried.append(f"{kind} {' '.join(extra)}: {' '.join(err) or 'no file'}")
     shutil.rmtree(folder / f"partial-{os.getpid()}", ignore_errors=True)
     error = f"pip could not download {name}=={release}: " + "; ".join(tried)
-    failed.write_text(json.dumps({"error": error}))
+    if not any("timed out" in t for t in tried):  # a timeout may be the machine, not the release
+        failed.write_text(json.dumps({"error": error}))
     raise TreeUnavailable(error)
 
 
