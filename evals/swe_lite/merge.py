@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from evals.swe_lite.scoring import aggregate
+
+
+def _short(command: str) -> str:
+    """A part's command with a long ``--instances`` list abbreviated (the part's own results keep it)."""
+    return re.sub(r"--instances (\S+)", lambda m: f"--instances <{m.group(1).count(',') + 1} ids>", command)
 
 
 def drop_repo(results: dict[str, Any], repo: str) -> dict[str, Any]:
@@ -75,7 +81,7 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
             "gold_functions_missing_from_tree": sum(p["gold_functions_missing_from_tree"] for p in parts),
             "no_tree": no_tree, "trees": trees, "per_instance": per,
             "wall_seconds": max(p["wall_seconds"] for p in parts),
-            "command": " ; ".join(p.get("command", "") for p in parts) + "  (run side by side, merged)",
+            "command": " ; ".join(_short(p.get("command", "")) for p in parts) + "  (run side by side, merged)",
             "versions": parts[0].get("versions"), "finished_at": max(p.get("finished_at", "") for p in parts),
             "machine": parts[0].get("machine", {}) | {
                 "load_average_at_end": max((p.get("machine", {}) for p in parts),
