@@ -38,7 +38,7 @@ def _rows(summary: dict[str, Any], names: list[str], with_cost: bool) -> list[st
 def markdown_table(results: dict[str, Any]) -> str:
     names = results["systems"]
     on = results["scored_on"]
-    lines = [f"**PARTIAL** ({results['partial']} done; the run goes on)", ""] if results.get("partial") else []
+    lines = [f"**PARTIAL** ({results['partial']} done)", ""] if results.get("partial") else []
     if results.get("note"):
         lines += [results["note"], ""]
     lines += [f"swe-lite-files: SWE-bench Lite issue -> files to edit ({results['instances']} instances; "
