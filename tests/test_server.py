@@ -337,7 +337,7 @@ async def test_a_repository_that_is_not_indexed_says_to_call_index_repo(workspac
 @pytest.mark.parametrize("arguments, expected", [
     ({"query": ""}, "the query is empty"),
     ({"query": "   "}, "the query is empty"),
-    ({"query": "x" * 5000}, "limit is 4000"),
+    ({"query": "x" * 100_001}, "limit is 100000"),
     ({"query": "token", "k": 0}, "greater than or equal to 1"),
     ({"query": "token", "k": 101}, "less than or equal to 100"),
     ({"query": "token", "offset": -1}, "offset"),

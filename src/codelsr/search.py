@@ -12,9 +12,9 @@ import numpy as np
 from codelsr.errors import InvalidQueryError
 from codelsr.index.backends import top_k_rows
 from codelsr.index.reader import IndexReader, open_index
+from codelsr.queries import MAX_QUERY_CHARS
 from codelsr.records import Chunk, Hit
 
-MAX_QUERY_CHARS = 4000
 MAX_K = 100
 DEFAULT_SNIPPET_CHARS = 600
 
@@ -42,7 +42,7 @@ def validate_query(query: str, k: int, offset: int = 0) -> str:
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidQueryError(
             f"the query has {len(query)} characters; the limit is {MAX_QUERY_CHARS}: "
-            "search with the key identifiers or a short description instead"
+            "search with the issue's title and key identifiers, or the relevant part of the text"
         )
     if not 1 <= k <= MAX_K:
         raise InvalidQueryError(f"k must be between 1 and {MAX_K}, got {k}")
@@ -80,10 +80,12 @@ def _merge_overlapping(ranked: list[tuple[int, float, Chunk]]) -> list[tuple[int
 
 def search_index(reader: IndexReader, query: str, *, k: int = 10, offset: int = 0, path_glob: str | None = None,
                  language: str | None = None, max_chars: int = DEFAULT_SNIPPET_CHARS,
-                 encoder: str | None = None) -> SearchResult:
+                 encoder: str | None = None, prepare_query: bool = True) -> SearchResult:
+    """``prepare_query=False`` encodes the query text as it is, without :mod:`codelsr.queries`'
+    long-query handling (for measuring what that handling buys)."""
     query = validate_query(query, k, offset)
     result = SearchResult(query=query, repo=str(reader.repo), encoder=reader.manifest.encoder_spec)
-    vector = reader.query_vector(query, encoder)
+    vector = reader.query_vector(query, encoder, prepare=prepare_query)
     term_ids, weights = reader.to_ids(vector)
     if term_ids.size == 0:
         return result

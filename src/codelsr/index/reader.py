@@ -28,6 +28,7 @@ from codelsr.index.store import (
     SegmentLayout,
     check_file_sizes,
 )
+from codelsr.queries import encode_query
 from codelsr.records import SparseVector
 
 QUERY_CACHE_SIZE = 256  # query vectors kept per open generation
@@ -180,16 +181,19 @@ class IndexReader:
             self._encoder = enc
         return self._encoder
 
-    def query_vector(self, query: str, encoder: str | None = None) -> SparseVector:
+    def query_vector(self, query: str, encoder: str | None = None, *, prepare: bool = True) -> SparseVector:
+        """The query's vector (cached): long queries go through :func:`codelsr.queries.encode_query`;
+        ``prepare=False`` hands the text to the encoder as it is (its own truncation applies)."""
         enc = self.encoder(encoder)
+        key = query if prepare else "\0raw\0" + query
         with self._query_lock:
-            vec = self._query_vectors.get(query)
+            vec = self._query_vectors.get(key)
             if vec is not None:
-                self._query_vectors.move_to_end(query)
+                self._query_vectors.move_to_end(key)
                 return dict(vec)
-        vec = enc.encode_queries([query])[0]
+        vec = encode_query(enc, query) if prepare else enc.encode_queries([query])[0]
         with self._query_lock:
-            self._query_vectors[query] = vec
+            self._query_vectors[key] = vec
             while len(self._query_vectors) > QUERY_CACHE_SIZE:
                 self._query_vectors.popitem(last=False)
         return dict(vec)

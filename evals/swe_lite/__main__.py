@@ -1,0 +1,3 @@
+from evals.swe_lite.run import main
+
+raise SystemExit(main())
