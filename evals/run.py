@@ -44,7 +44,8 @@ def machine_note() -> dict[str, Any]:
             "load_average_at_start": load}
 
 
-def _versions() -> dict[str, str | None]:
+def tool_versions() -> dict[str, str | None]:
+    """Versions of codelsr and the libraries a result depends on (None where not installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = machine_note()["load_average_at_start"]
     results = run_grid(tasks, systems, quick=args.quick, k=args.k)
     machine = machine_note() | {"load_average_at_start": load_at_start, "load_average_at_end": machine_note()["load_average_at_start"]}
-    results |= {"command": command.strip(), "machine": machine, "versions": _versions(),
+    results |= {"command": command.strip(), "machine": machine, "versions": tool_versions(),
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     paths = write_outputs(results, out_dir)
     log(f"done in {results['wall_seconds']:.0f} s: " + ", ".join(str(p) for p in paths))

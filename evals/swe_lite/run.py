@@ -243,7 +243,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from evals.run import _versions, machine_note
+    from evals.run import tool_versions, machine_note
     from evals.swe_lite.report import write_outputs
 
     args = parse_args(argv)
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = machine_note()["load_average_at_start"]
 
     def finish(results: dict[str, Any]) -> list[Path]:
-        results |= {"command": command.strip(), "versions": _versions(),
+        results |= {"command": command.strip(), "versions": tool_versions(),
                     "machine": machine_note() | {"load_average_at_start": load_at_start,
                                                  "load_average_at_end": machine_note()["load_average_at_start"]},
                     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
