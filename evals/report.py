@@ -89,12 +89,14 @@ def chart(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write_outputs(results: dict[str, Any], out_dir: Path) -> list[Path]:
+def write_outputs(results: dict[str, Any], out_dir: Path, table=None, draw=None) -> list[Path]:
+    """results.json, table.md and chart.png in ``out_dir``; ``table``/``draw`` let another task's report
+    (e.g. :mod:`evals.swe_lite.report`) reuse the writer with its own table and chart."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "results.json", out_dir / "table.md", out_dir / "chart.png"]
     paths[0].write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
-    paths[1].write_text(markdown_table(results))
-    chart(results, paths[2])
+    paths[1].write_text((table or markdown_table)(results))
+    (draw or chart)(results, paths[2])
     return paths
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +89,6 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 
 def write_outputs(results: dict[str, Any], out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "results.json", out_dir / "table.md", out_dir / "chart.png"]
-    paths[0].write_text(json.dumps(results, indent=1) + "\n")
-    paths[1].write_text(markdown_table(results))
-    chart(results, paths[2])
-    return paths
+    from evals.report import write_outputs as write_report
+
+    return write_report(results, out_dir, table=markdown_table, draw=chart)

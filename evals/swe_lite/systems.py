@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from evals.paths import cache_dir
+from evals.systems.codelsr_systems import call_tool
 from evals.swe_lite.data import Instance
 from evals.swe_lite.scoring import Region
 from evals.swe_lite.trees import Tree
@@ -285,18 +286,11 @@ class CodelsrAgent:
         report = anyio.run(self._index)
         return {k: report[k] for k in ("files", "chunks", "encoded_chunks") if k in report} | synced
 
-    async def _call(self, client, tool: str, **arguments) -> dict:
-        result = await client.call_tool(tool, arguments)
-        if result.is_error:
-            text = result.content[0].text if result.content else "(no message)"
-            raise RuntimeError(f"MCP tool {tool} failed: {text}")
-        return result.structured_content
-
     async def _index(self) -> dict:
         import mcp
 
         async with mcp.Client(self.server, mode="legacy") as client:
-            return await self._call(client, "index_repo", path=str(self.folder), encoder=self.encoder)
+            return await call_tool(client, "index_repo", path=str(self.folder), encoder=self.encoder)
 
     def search(self, instances: list[Instance]) -> Results:
         import anyio
@@ -311,7 +305,7 @@ class CodelsrAgent:
         async def hits(client, query: str) -> list[Region]:
             if not query.strip():
                 return []
-            content = await self._call(client, "search_code", query=query, repo=str(self.folder),
+            content = await call_tool(client, "search_code", query=query, repo=str(self.folder),
                                        k=min(DEPTH, MAX_K), max_chars=1)
             return hits_to_regions(content["hits"])
 

@@ -84,6 +84,15 @@ def _clip(query: str) -> str:
     return query.strip()[:MAX_QUERY_CHARS]
 
 
+async def call_tool(client, tool: str, **arguments) -> dict:
+    """Call an MCP tool and return its structured content; a tool error raises with the server's message."""
+    result = await client.call_tool(tool, arguments)
+    if result.is_error:
+        text = result.content[0].text if result.content else "(no message)"
+        raise RuntimeError(f"MCP tool {tool} failed: {text}")
+    return result.structured_content
+
+
 class LibrarySystem:
     def __init__(self, encoder: str = "lexical"):
         self.encoder = encoder
@@ -140,13 +149,6 @@ class AgentSystem:
         return {k: report[k] for k in ("encoder_id", "backend", "files", "chunks", "skipped", "encoded_chunks")
                 if k in report} | {"index_seconds": round(report.get("seconds", 0.0), 2)}
 
-    async def _call(self, client, tool: str, **arguments) -> dict:
-        result = await client.call_tool(tool, arguments)
-        if result.is_error:
-            text = result.content[0].text if result.content else "(no message)"
-            raise RuntimeError(f"MCP tool {tool} failed: {text}")
-        return result.structured_content
-
     def _client(self):
         import mcp
 
@@ -154,7 +156,7 @@ class AgentSystem:
 
     async def _index(self) -> dict:
         async with self._client() as client:
-            return await self._call(client, "index_repo", path=str(self.folder), encoder=self.encoder)
+            return await call_tool(client, "index_repo", path=str(self.folder), encoder=self.encoder)
 
     def search(self, queries: dict[str, str], k: int = 100) -> dict[str, Ranking]:
         import anyio
@@ -171,7 +173,7 @@ class AgentSystem:
                 if not query:
                     out[qid] = []
                     continue
-                content = await self._call(client, "search_code", query=query, repo=str(self.folder),
+                content = await call_tool(client, "search_code", query=query, repo=str(self.folder),
                                            k=min(k, MAX_K))
                 out[qid] = hits_to_ranking([h["path"] for h in content["hits"]], self.path_to_doc, k)
         return out

@@ -28,7 +28,7 @@ import numpy as np
 
 from codelsr.index.store import ForwardIndex
 from tools.bench.corpus import Collection
-from tools.bench.measure import PeakMemory, latencies, load_average
+from tools.bench.measure import PeakMemory, latencies, load_average, rss_mb
 
 K = 10
 FETCH = K * 3 + 10  # what search_index asks the backend for when k=10
@@ -290,7 +290,7 @@ def bench_seismic_guarded(coll: Collection, queries, truths, scorer: RowScorer, 
     rows, note = None, f"build + sweep did not finish in {timeout_s:.0f} s"
     timeline: list[tuple[float, float]] = []  # (seconds, child's resident MB), every ~2 s
     while time.perf_counter() - t0 < timeout_s:
-        timeline.append((round(time.perf_counter() - t0, 1), round(pid_rss_mb(proc.pid))))
+        timeline.append((round(time.perf_counter() - t0, 1), round(rss_mb(proc.pid))))
         if parent.poll(2.0):
             rows = parent.recv()
             break
@@ -312,16 +312,6 @@ def bench_seismic_guarded(coll: Collection, queries, truths, scorer: RowScorer, 
         r["rss_timeline"] = timeline
         log(r)
     return rows
-
-
-def pid_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 VOCAB_CASES = [  # (documents, vocabulary drawn from, largest id + 1)

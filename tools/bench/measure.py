@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
-def _status(field: str) -> float:
-    """A ``/proc/self/status`` memory field in MB (0 where /proc is missing)."""
+def _status(field: str, pid: int | str = "self") -> float:
+    """A ``/proc/<pid>/status`` memory field in MB (0 where /proc or the process is missing)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
@@ -21,8 +21,9 @@ def _status(field: str) -> float:
     return 0.0
 
 
-def rss_mb() -> float:
-    return _status("VmRSS")
+def rss_mb(pid: int | None = None) -> float:
+    """Resident memory of this process, or of process ``pid``, in MB."""
+    return _status("VmRSS", "self" if pid is None else pid)
 
 
 class PeakMemory:

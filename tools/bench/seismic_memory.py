@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from tools.bench.measure import rss_mb
+
 CHILD = r"""
 import json, sys, tempfile, time, shutil
 from pathlib import Path
@@ -37,16 +39,6 @@ print("PHASE built", time.perf_counter() - t0, file=sys.stderr, flush=True)
 print("RESULT " + json.dumps({k: v for k, v in used.items() if k != "search"}), file=sys.stderr, flush=True)
 shutil.rmtree(folder, ignore_errors=True)
 """
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
