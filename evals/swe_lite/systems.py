@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from evals.mcp_calls import call_tool
 from evals.paths import cache_dir
-from evals.systems.codelsr_systems import call_tool
 from evals.swe_lite.data import Instance
 from evals.swe_lite.scoring import Region
 from evals.swe_lite.trees import Tree

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.metrics import Ranking
+from evals.mcp_calls import call_tool
 from evals.paths import cache_dir
 from evals.tasks import Task, corpus_fingerprint
 
@@ -82,15 +83,6 @@ def _clip(query: str) -> str:
     from codelsr.search import MAX_QUERY_CHARS
 
     return query.strip()[:MAX_QUERY_CHARS]
-
-
-async def call_tool(client, tool: str, **arguments) -> dict:
-    """Call an MCP tool and return its structured content; a tool error raises with the server's message."""
-    result = await client.call_tool(tool, arguments)
-    if result.is_error:
-        text = result.content[0].text if result.content else "(no message)"
-        raise RuntimeError(f"MCP tool {tool} failed: {text}")
-    return result.structured_content
 
 
 class LibrarySystem:
