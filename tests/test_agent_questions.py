@@ -9,6 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import EVAL_EXTRA
+
+pytest.importorskip("ir_measures", reason=EVAL_EXTRA)
 
 from evals.agent_units import file_units, package_units
 from evals.metrics import evaluate

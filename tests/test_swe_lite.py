@@ -21,7 +21,7 @@ from evals.swe_lite.scoring import (Region, aggregate, file_metrics, file_rankin
                                     function_spans, is_function_span)
 from evals.swe_lite.systems import fuse, identifiers, sync_folder
 from evals.swe_lite.trees import exact_tree, kept, repository_path
-from tests.conftest import git, make_git_repo
+from tests.conftest import SPLADE_EXTRA, git, make_git_repo
 
 # ------------------------------------------------------------------ metric math
 
@@ -250,6 +250,7 @@ def test_max_pool_keeps_each_terms_largest_weight():
 
 
 def test_piece_size_follows_the_encoders_query_window():
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
     assert piece_chars(LexicalEncoder()) == LEXICAL_PIECE_CHARS
     from codelsr.encoders import get_encoder
 
@@ -279,6 +280,7 @@ def test_a_long_query_is_pooled_from_pieces_saturates_repeats_and_keeps_its_tail
 
 
 def test_a_splade_query_longer_than_its_window_is_read_to_the_end():
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
     from codelsr.encoders import get_encoder
 
     splade = get_encoder("splade-code-tiny")
