@@ -17,7 +17,7 @@ import numpy as np
 from codelsr.encoders import get_encoder, normalise_spec
 from codelsr.encoders.base import CollectionAware, SparseEncoder
 from codelsr.errors import CorruptIndexError, EncoderMismatchError
-from codelsr.index import catalog
+from codelsr.index import catalog, health
 from codelsr.index.backends import BACKENDS, ExactBackend, SearchBackend, top_k_rows
 from codelsr.index.layout import DELTA, DELTA_DIR, FILES_TABLE, MAIN, VECTORS_FILE, FileTable
 from codelsr.index.manifest import IndexManifest
@@ -96,6 +96,7 @@ class IndexReader:
     def __init__(self, repo: Path, folder: Path):
         self.repo = repo
         self.folder = folder
+        health.raise_if_damaged(folder, repo)  # checksums: sizes, and every byte of the small files
         self.manifest = IndexManifest.read(folder)
         check_file_sizes(folder, self.manifest.segments.sizes)
         self.layout = SegmentLayout(FileTable.read(folder), folder / FILES_TABLE)
