@@ -38,7 +38,7 @@ def check_filters(readers: Sequence[IndexReader], path_glob: str | None, languag
         problem = glob_problem(path_glob)
         if problem is not None:
             raise InvalidQueryError(
-                f"path_glob {path_glob!r} is not a valid glob: {problem}; use * (any characters, "
+                f"the path glob {path_glob!r} (--glob, path_glob) is not valid: {problem}; use * (any characters, "
                 "across folders), ? (one character) or [abc] (one of a set), e.g. 'src/*.py'"
             )
     if language:
