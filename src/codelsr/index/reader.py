@@ -16,7 +16,7 @@ import numpy as np
 
 from codelsr.encoders import get_encoder, normalise_spec
 from codelsr.encoders.base import CollectionAware, SparseEncoder
-from codelsr.errors import CorruptIndexError, EncoderMismatchError
+from codelsr.errors import CorruptIndexError, EncoderMismatchError, NotIndexedError
 from codelsr.index import catalog, health
 from codelsr.index.backends import BACKENDS, ExactBackend, SearchBackend, top_k_rows
 from codelsr.index.layout import DELTA, DELTA_DIR, FILES_TABLE, MAIN, VECTORS_FILE, FileTable
@@ -221,7 +221,13 @@ def open_index(repo: Path | str) -> IndexReader:
     """The reader of the repository's current generation (cached per process)."""
     repo = Path(repo).expanduser().resolve()
     root = catalog.index_root_for(repo)
-    folder = catalog.current_generation(repo)
+    try:
+        folder = catalog.current_generation(repo)
+    except NotIndexedError:
+        found = health.check_index(repo)
+        if found.state == health.DAMAGED:  # CURRENT lost beside published generations
+            raise CorruptIndexError(found.message()) from None
+        raise
     with _readers_lock:
         cached = _readers.get(root)
         if cached is not None and cached.folder == folder:
