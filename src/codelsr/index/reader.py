@@ -223,9 +223,9 @@ def open_index(repo: Path | str) -> IndexReader:
     root = catalog.index_root_for(repo)
     try:
         folder = catalog.current_generation(repo)
-    except NotIndexedError:
+    except (NotIndexedError, CorruptIndexError):
         found = health.check_index(repo)
-        if found.state == health.DAMAGED:  # CURRENT lost beside published generations
+        if found.state == health.DAMAGED:  # CURRENT lost or garbage beside published generations
             raise CorruptIndexError(found.message()) from None
         raise
     with _readers_lock:
