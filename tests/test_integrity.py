@@ -190,3 +190,21 @@ def test_status_all_lists_a_damaged_index(sample_repo, capsys):
     assert main(["status", "--all"]) == 1
     out = capsys.readouterr().out
     assert str(sample_repo.resolve()) in out and "DAMAGED" in out and "CURRENT" in out
+
+
+def test_a_flipped_chunk_text_in_a_file_too_large_for_the_open_check_is_never_served(sample_repo, monkeypatch):
+    from codelsr.index import checksums
+    from codelsr.search import search
+
+    report = build_index(sample_repo)
+    monkeypatch.setattr(checksums, "QUICK_MAX_BYTES", 0)  # as for a large index: sizes only on open
+    db = index_root_for(sample_repo) / report.generation / "chunks.sqlite"
+    data = db.read_bytes()
+    at = data.index(b"Edit distance between two strings")
+    db.unlink()
+    db.write_bytes(data[:at] + b"E" + b"x" + data[at + 2:])  # same size, one chunk's text changed
+    reader_module.forget_open_indexes()
+    assert index_status(sample_repo).state == "ok"  # the quick check cannot see it...
+    with pytest.raises(CorruptIndexError, match="chunks.sqlite"):
+        search(sample_repo, "levenshtein distance strings")  # ...but the hit is checked before it is served
+    assert index_status(sample_repo, verify=True).state == "damaged"  # and the full check finds it
