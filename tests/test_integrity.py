@@ -52,7 +52,7 @@ async def test_a_symlink_loop_over_mcp_is_listed_with_its_reason(tmp_path):
         ("a", "symlink loop"), ("b", "symlink loop"), ("src/loop", "symlink loop")}
 
 
-def test_a_plain_folder_with_a_folder_loop_and_an_unreadable_file_indexes(tmp_path):
+def test_a_plain_folder_with_a_folder_link_loop_and_a_self_link_indexes(tmp_path):
     folder = tmp_path / "plain"
     write(folder, "lib/ok.py", "def fine():\n    return 1\n")
     os.symlink("..", folder / "lib" / "up")  # a folder loop: never followed
