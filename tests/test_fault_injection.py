@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import time
 import zlib
 from pathlib import Path
 
@@ -52,10 +53,15 @@ def built(tmp_path_factory):
         shutil.copytree(root / older.generation, base / "older")
         write(repo, "core/matrix.rs", SAMPLE_FILES["core/matrix.rs"] + "\npub fn identity() {}\n")
         build_index(repo, force=True)  # a new main segment, different from the older one
+        # Generation names carry the second they were published in: one second apart, so the
+        # clean-up keeps the previous generation rather than one published in the same second.
+        time.sleep(1.1)
         write(repo, "src/tokenizer.py", TOKENIZER_V2)
         previous = build_index(repo)
+        time.sleep(1.1)
         write(repo, "web/debounce.js", DEBOUNCE_V2)
         current = build_index(repo)
+        assert sorted(p.name for p in root.glob("gen-*")) == sorted([previous.generation, current.generation])
         assert current.delta_chunks > 0 and not current.compacted and previous.generation != current.generation
         shutil.copytree(root, base / "index")
     return repo, base / "index", base / "older", current.generation, previous.generation

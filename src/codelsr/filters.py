@@ -31,9 +31,17 @@ def glob_problem(pattern: str) -> str | None:
     return None
 
 
+def _is_a_language(name: str) -> bool:
+    """Whether codelsr knows ``name`` as a language (one this index merely lacks gives no hits,
+    not an error: a search over several repositories may find it in another)."""
+    from codelsr.chunking.languages import TEXT, spec_for
+
+    return name.lower() == TEXT or spec_for(name.lower()) is not None
+
+
 def check_filters(readers: Sequence[IndexReader], path_glob: str | None, language: str | None) -> None:
-    """``InvalidQueryError`` naming the argument when ``path_glob`` is not a glob or no index
-    searched holds chunks of ``language`` (the message lists the languages they hold)."""
+    """``InvalidQueryError`` naming the argument when ``path_glob`` is not a glob or ``language`` is
+    neither a language codelsr knows nor one the indexes hold (the message lists those)."""
     if path_glob is not None:
         problem = glob_problem(path_glob)
         if problem is not None:
@@ -46,7 +54,7 @@ def check_filters(readers: Sequence[IndexReader], path_glob: str | None, languag
         for reader in readers:
             for name, n in reader.chunks.languages().items():
                 held[name] = held.get(name, 0) + n
-        if language.lower() not in {name.lower() for name in held}:
+        if language.lower() not in {name.lower() for name in held} and not _is_a_language(language):
             known = ", ".join(sorted(held)) or "none (the index is empty)"
             raise InvalidQueryError(
                 f"unknown language {language!r}: the indexed chunks are in {known}; pass one of these, "
