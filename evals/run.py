@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.metrics import HEADLINE, MEASURES, evaluate
-from evals.paths import RESULTS_DIR, cache_dir
+from evals.paths import RESULTS_DIR, cache_dir, missing_data
 from evals.systems import SEARCH_DEPTH, make_system
 from evals.tasks import TASKS, build_task
 
@@ -134,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [t for t in args.tasks.split(",") if t.strip()]
     systems = [s.strip() for s in args.systems.split(",") if s.strip()] + args.also
     out_dir = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
+    problems = missing_data(tasks)
+    if problems:
+        log("python -m evals: data missing, nothing was run:\n  " + "\n  ".join(problems) + "\n"
+            "Put CodeRAG-Bench's data in ../shared/data next to the repository (coderag-bench/ and devdocs/), "
+            "or point CODELSR_SHARED_DATA at the folder that holds them; or pick other tasks with --tasks.")
+        return 2
     # Indexes built by the suite live in its cache, not in the user's codelsr home.
     os.environ.setdefault("CODELSR_HOME", str(cache_dir("codelsr-home")))
     _quiet_logs()

@@ -176,7 +176,7 @@ def test_searches_keep_working_through_reindexes_and_see_each_new_generation(tmp
 
 @pytest.mark.parametrize("victim", ["manifest.json", "files.json", "vectors.npz", "terms.json", "chunks.sqlite",
                                     "delta/vectors.npz", "delta/chunks.sqlite", "CURRENT"])
-def test_a_damaged_index_file_gives_one_clear_line_and_index_repairs_it(sample_repo, victim, capsys):
+def test_a_damaged_index_file_gives_one_clear_line_and_a_plain_index_repairs_it(sample_repo, victim, capsys):
     build_index(sample_repo)
     write(sample_repo, "src/tokenizer.py", "def replaced_tokenizer():\n    return 'new'\n")  # gives a delta
     report = build_index(sample_repo)
@@ -190,8 +190,8 @@ def test_a_damaged_index_file_gives_one_clear_line_and_index_repairs_it(sample_r
     assert main(["search", "tokenizer", "--repo", str(sample_repo)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert Path(victim).name in err and "codelsr index --force" in err
-    assert main(["index", str(sample_repo), "--force"]) == 0
+    assert Path(victim).name in err and "codelsr index" in err
+    assert main(["index", str(sample_repo)]) == 0  # no --force needed: damaged files are never reused
     reader_module._readers.clear()
     assert search(sample_repo, "replaced tokenizer", k=1).hits[0].path == "src/tokenizer.py"
 

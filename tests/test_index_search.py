@@ -209,7 +209,7 @@ def test_a_truncated_index_file_names_the_file_and_the_fix(sample_repo):
     from codelsr.index import reader as reader_module
 
     reader_module._readers.clear()
-    with pytest.raises(CorruptIndexError, match="vectors.npz.*codelsr index --force"):
+    with pytest.raises(CorruptIndexError, match="vectors.npz.*codelsr index"):
         search(sample_repo, "matrix")
 
 

@@ -18,6 +18,7 @@ import pytest
 
 import codelsr.server.app as server_app
 from codelsr.index import generations, index_root_for
+from codelsr.index.checksums import write_checksums
 from codelsr.records import Hit
 from codelsr.server import create_server
 
@@ -371,6 +372,7 @@ async def test_encoder_problems_are_tool_errors_with_the_fix(workspace):
         manifest = json.loads((gen / "manifest.json").read_text())
         manifest["encoder_id"] = "lexical-from-an-older-codelsr"
         (gen / "manifest.json").write_text(json.dumps(manifest))
+        write_checksums(gen)  # an intact index of an older encoder, not a damaged one
         mismatch = await error(c, "search_code", query="token")
         status = await call(c, "index_status")
     assert "unknown encoder 'word2vec'" in unknown and "lexical" in unknown

@@ -59,6 +59,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     repos = args.repo or [Path(".")]
+    for repo in repos:
+        _check_path(repo, "search")
     if len(repos) > 1:
         return _search_several(args, repos)
     from codelsr.search import search
@@ -105,28 +107,61 @@ def _print_hits(hits: list, offset: int, *, with_repo: bool) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from codelsr.index import index_status, list_indexes
 
-    statuses = list_indexes() if args.all else [index_status(args.path)]
+    verify = getattr(args, "verify", False)
+    if not args.all:
+        _check_path(args.path, "status")
+    statuses = list_indexes(verify) if args.all else [index_status(args.path, verify)]
+    damaged = any(s.state == "damaged" for s in statuses)
     if args.json:
         out = [s.to_json() for s in statuses]
         print(json.dumps(out if args.all else out[0], indent=2))
-        return 0
+        return 1 if damaged else 0
     for s in statuses:
         if not s.indexed:
             print(f"{s.repo}: not indexed; run `codelsr index {s.repo}`")
+            continue
+        if s.state == "damaged":
+            print(f"{s.repo}: DAMAGED ({s.checked} check)")
+            for problem in s.problems:
+                print(f"  {problem}")
+            print(f"  fix: {s.fix}")
             continue
         changed = {True: "changed since", False: "unchanged since", None: "unknown since"}[s.changed_since_index]
         commit = (s.indexed_commit or "no commit")[:12]
         print(f"{s.repo}: {s.chunks} chunks from {s.files} files, encoder {s.encoder}, backend {s.backend}, "
               f"commit {commit}, working tree {changed} indexing, {s.index_bytes / 1e6:.1f} MB, "
               f"built {s.created_at} ({s.age_seconds:.0f} s ago)")
+        print(f"  integrity: {_integrity_line(s)}")
     if args.all and not statuses:
         print("no repositories indexed yet")
-    return 0
+    return 1 if damaged else 0
+
+
+def _integrity_line(s) -> str:
+    if s.state == "unverified":
+        return "unverified (built before checksums; `codelsr index --force` adds them)"
+    if s.checked == "full":
+        return "ok (every byte matches its checksum)"
+    return "ok (sizes and small files match their checksums; `codelsr verify` reads every byte)"
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    args.verify = True
+    return cmd_status(args)
+
+
+def _check_path(path: Path, command: str) -> None:
+    """A path that does not exist is named as such, never sent on to be indexed."""
+    from codelsr.errors import NotARepositoryError
+
+    if not Path(path).expanduser().exists():
+        raise NotARepositoryError(f"{path} does not exist; pass the folder of a repository to `codelsr {command}`")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from codelsr.explain import explain
 
+    _check_path(args.repo, "explain")
     result = explain(args.repo, args.query, args.chunk_id)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
@@ -173,8 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="show what is indexed")
     p.add_argument("path", nargs="?", default=".", type=Path)
     p.add_argument("--all", action="store_true", help="list every indexed repository")
+    p.add_argument("--verify", action="store_true", help="read every byte of the index and check its checksums")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("verify", help="check every byte of an index against its checksums (exit 1 if damaged)")
+    p.add_argument("path", nargs="?", default=".", type=Path)
+    p.add_argument("--all", action="store_true", help="verify every indexed repository")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("explain", help="why a chunk matched a query, term by term")
     p.add_argument("query")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from codelsr.errors import InvalidQueryError
+from codelsr.filters import check_filters
 from codelsr.index.backends import top_k_rows
 from codelsr.index.reader import IndexReader, open_index
 from codelsr.queries import MAX_QUERY_CHARS
@@ -122,7 +123,9 @@ def search_index(reader: IndexReader, query: str, *, k: int = 10, offset: int = 
 
 def search(repo: Path | str, query: str, **kwargs) -> SearchResult:
     """Search one indexed repository. See ``search_index`` for the keyword arguments."""
-    return search_index(open_index(repo), query, **kwargs)
+    reader = open_index(repo)
+    check_filters([reader], kwargs.get("path_glob"), kwargs.get("language"))
+    return search_index(reader, query, **kwargs)
 
 
 @dataclass
@@ -171,6 +174,7 @@ def search_readers(readers: Sequence[IndexReader], query: str, *, k: int = 10, o
     Each index gives its best ``offset + k``, so the page is exact, as if it were one index. See
     ``search_index`` for the keyword arguments."""
     query = validate_query(query, k, offset)
+    check_filters(readers, kwargs.get("path_glob"), kwargs.get("language"))
     if len(readers) == 1:
         one = search_index(readers[0], query, k=k, offset=offset, **kwargs)
         hits, next_offset = one.hits, one.next_offset

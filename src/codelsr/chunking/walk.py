@@ -10,6 +10,7 @@ silently dropped, so ``codelsr index`` can say why a file is missing from result
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -265,7 +266,8 @@ class SkippedFile:
     """A file (or a whole excluded folder, path ending in ``/``) left out, and why.
 
     Reasons: "binary", "too large", "minified", "generated", "vendored", "unreadable",
-    "broken symlink", "excluded".
+    "permission denied", "symlink loop", "vanished" (deleted while the walk ran), "broken symlink",
+    "excluded".
     """
 
     path: str
@@ -417,8 +419,12 @@ def _plain_paths(
 
     def unreadable(error: OSError) -> None:
         if error.filename:
-            rel = Path(error.filename).relative_to(root).as_posix()
-            skipped.append(SkippedFile(rel + "/", "unreadable"))
+            try:
+                rel = Path(error.filename).relative_to(root).as_posix()
+            except ValueError:
+                return
+            if error.errno != errno.ENOENT:  # a folder deleted while the walk ran is simply gone
+                skipped.append(SkippedFile(rel + "/", _os_reason(error)))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
@@ -481,7 +487,10 @@ def classify(rel: str, path: Path, resolved_root: Path, options: ChunkingOptions
         return SkippedFile(rel, "excluded")
     try:
         if path.is_symlink():
-            target = path.resolve()
+            try:
+                target = path.resolve()
+            except RuntimeError:  # Python < 3.13 raises this for a loop (a -> b -> a)
+                return SkippedFile(rel, "symlink loop")
             if not target.exists():
                 return SkippedFile(rel, "broken symlink")
             if not target.is_relative_to(resolved_root):
@@ -489,8 +498,8 @@ def classify(rel: str, path: Path, resolved_root: Path, options: ChunkingOptions
         info = path.stat()
     except FileNotFoundError:
         return None  # listed by git but deleted from the working tree
-    except OSError:
-        return SkippedFile(rel, "unreadable")
+    except OSError as exc:
+        return SkippedFile(rel, _os_reason(exc))
     if not stat.S_ISREG(info.st_mode):
         return SkippedFile(rel, "excluded")  # a submodule, socket or fifo
     name = rel.rsplit("/", 1)[-1]
@@ -507,8 +516,10 @@ def classify(rel: str, path: Path, resolved_root: Path, options: ChunkingOptions
         with open(path, "rb") as f:
             opened = os.fstat(f.fileno())  # the stat of the bytes read, recorded for the next scan
             data = f.read()
-    except OSError:
-        return SkippedFile(rel, "unreadable")
+    except FileNotFoundError:
+        return SkippedFile(rel, "vanished")  # deleted between the listing and the read
+    except OSError as exc:
+        return SkippedFile(rel, _os_reason(exc))
     if b"\0" in data[:_BINARY_SNIFF_BYTES]:
         return SkippedFile(rel, "binary")
     language = detect_language(rel)
@@ -523,6 +534,15 @@ def classify(rel: str, path: Path, resolved_root: Path, options: ChunkingOptions
         return SkippedFile(rel, "minified")
     return ReadFile(RepoFile(rel, path, language, info.st_size), data, hashlib.sha1(data).hexdigest(),
                     opened.st_size, opened.st_mtime_ns)
+
+
+def _os_reason(exc: OSError) -> str:
+    """A skip reason for an ``OSError`` met while reading a listed path."""
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return "unreadable"
 
 
 def _has_generated_banner(data: bytes, *, prose: bool = False) -> bool:

@@ -35,7 +35,7 @@ from codelsr.errors import (
     IndexBusyError,
     NotARepositoryError,
 )
-from codelsr.index import catalog, generations
+from codelsr.index import catalog, checksums, generations, health
 from codelsr.index.backends import BACKENDS, choose_backend
 from codelsr.index.incremental import git_changes, scan
 from codelsr.index.layout import CHUNKS_DB, DELTA, DELTA_DIR, MAIN, NEW, FileRecord, FileTable
@@ -114,8 +114,20 @@ def encoder_spec_for(requested: str | None, previous: IndexManifest | None, defa
 
 def resolve_encoder(repo: Path | str, requested: str | None = None, default: str | None = None) -> str:
     """``encoder_spec_for`` the repository's current index (what ``build_index`` will use)."""
-    return encoder_spec_for(requested, catalog.current_manifest(catalog.index_root_for(Path(repo).expanduser())),
-                            default)
+    root = catalog.index_root_for(Path(repo).expanduser())
+    previous = health.last_good_manifest(root)
+    if requested is None and previous is None and health.has_published(root):
+        raise _encoder_unknown(Path(repo).expanduser().resolve())
+    return encoder_spec_for(requested, previous, default)
+
+
+def _encoder_unknown(repo: Path) -> CorruptIndexError:
+    """A damaged index whose every manifest is lost: which encoder built it is unknown, and
+    guessing (the default) would silently change the user's choice."""
+    return CorruptIndexError(
+        f"the index of {repo} is damaged and no intact manifest says which encoder built it: "
+        f"run `codelsr index {repo} --encoder <name>` (or index_repo with encoder=...) to rebuild it"
+    )
 
 
 @dataclass
@@ -129,6 +141,7 @@ class _Base:
     main_chunks: SegmentChunks
     delta_chunks: SegmentChunks | None
     _main_forward: ForwardIndex | None = None
+    digests: dict[str, tuple[int, str]] = field(default_factory=dict)  # verified (size, digest) of its files
 
     @property
     def main_forward(self) -> ForwardIndex:
@@ -168,12 +181,15 @@ def _load_base(root: Path, encoder_id: str) -> _Base | None:
         gen, manifest = published.generation, published.manifest
         if manifest.encoder_id != encoder_id:
             return None
+        verdict = checksums.check_generation(gen, full=True)  # a damaged segment is never reused
+        if not verdict.ok:
+            return None
         check_file_sizes(gen, manifest.segments.sizes)
         table = FileTable.read(gen)
         delta_forward = ForwardIndex.read(gen / DELTA_DIR) if table.delta_rows else None
         main_chunks = SegmentChunks(gen / CHUNKS_DB)
         delta_chunks = SegmentChunks(gen / DELTA_DIR / CHUNKS_DB) if table.delta_rows else None
-        base = _Base(gen, manifest, table, delta_forward, main_chunks, delta_chunks)
+        base = _Base(gen, manifest, table, delta_forward, main_chunks, delta_chunks, digests=verdict.digests)
         if (main_chunks.n_rows != table.main_rows
                 or (table.delta_rows and (delta_forward.n_rows != table.delta_rows
                                           or delta_chunks.n_rows != table.delta_rows))):
@@ -301,21 +317,27 @@ def build_index(
     except filelock.Timeout:
         raise IndexBusyError(
             f"another codelsr process is indexing {repo} (lock {root / generations.LOCK}); "
-            "wait for it to finish and try again"
+            "wait for it to finish and try again, or pass --wait SECONDS to wait for it"
         ) from None
     try:
         generations.clean_up(root)
-        previous = catalog.current_manifest(root)
+        previous = health.last_good_manifest(root)  # after damage: the newest intact one
+        if encoder is None and previous is None and health.has_published(root):
+            raise _encoder_unknown(repo)
         spec = encoder_spec_for(encoder, previous)
         enc = get_encoder(spec)
         if options is None:
             options = _previous_options(previous)
         base = None if force else _load_base(root, enc.encoder_id)
+        # A damaged index: rebuild, reusing vectors from its intact segments (never its damaged ones).
+        salvaged = None if force or base is not None else health.salvage_vectors(root, enc.encoder_id)
         try:
-            report = _build(repo, root, spec, enc, base, backend, options, progress, started)
+            report = _build(repo, root, spec, enc, base, backend, options, progress, started, salvaged)
         finally:
             if base is not None:
                 base.close()
+            if salvaged is not None:
+                salvaged.close()
         generations.clean_up(root)
     finally:
         lock.release()
@@ -402,7 +424,8 @@ def _write_delta(tmp: Path, records: list[FileRecord], base: _Base, fresh: Forwa
 
 
 def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | None, backend: str | None,
-           options: ChunkingOptions, progress: Progress | None, started: float) -> IndexReport:
+           options: ChunkingOptions, progress: Progress | None, started: float,
+           salvaged: health.SalvagedVectors | None = None) -> IndexReport:
     scanned_ns = time.time_ns()
     state = git.head(repo), git.status(repo)  # asked once: the fingerprint and the scan share it
     fingerprint = git.worktree_fingerprint(repo, state)
@@ -415,7 +438,8 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
     new_records, fresh_rows = _chunk_changed(changes.changed, options, progress)
     records = sorted([*changes.unchanged, *new_records], key=lambda r: r.path)
     hashes = [r.content_hash for r in fresh_rows]
-    cache = base.vectors_for(set(hashes)) if base is not None else {}
+    source = base if base is not None else salvaged
+    cache = source.vectors_for(set(hashes)) if source is not None else {}
     vectors, n_encoded = encode_with_cache(enc, [r.text for r in fresh_rows], hashes, cache, progress)
     fresh = ForwardIndex.from_vectors(vectors)
     if progress:
@@ -467,8 +491,11 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
                 sizes=file_sizes(tmp),
             ),
             extra={"worktree_fingerprint": fingerprint},
+            checksums=checksums.ALGORITHM,
         )
         manifest.write(tmp)
+        checksums.write_checksums(tmp, base.folder if base is not None else None,
+                                  base.digests if base is not None else None)
         gen = generations.publish(root, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -88,8 +88,8 @@ def current_generation(root: Path) -> Path:
         name = (root / CURRENT).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise NotIndexedError("not indexed yet") from None
-    except OSError as exc:
-        raise CorruptIndexError(f"cannot read {root / CURRENT}: {exc}; rebuild with `codelsr index --force`") from exc
+    except (OSError, UnicodeDecodeError) as exc:  # unreadable, or garbage that is not even text
+        raise CorruptIndexError(f"cannot read {root / CURRENT}: {exc}; rebuild with `codelsr index`") from exc
     folder = root / name
     if not name.startswith(GEN_PREFIX) or not folder.is_dir():
         raise CorruptIndexError(

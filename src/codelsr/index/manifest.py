@@ -60,6 +60,7 @@ class IndexManifest(BaseModel):
     chunking: dict[str, Any] = {}
     segments: Segments = Segments()
     extra: dict[str, Any] = {}
+    checksums: str | None = None  # algorithm of checksums.json (index.checksums); None: written before them
 
     def write(self, folder: Path) -> None:
         (folder / MANIFEST_NAME).write_text(self.model_dump_json(indent=2), encoding="utf-8")

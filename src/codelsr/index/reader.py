@@ -17,8 +17,8 @@ import numpy as np
 
 from codelsr.encoders import get_encoder, normalise_spec
 from codelsr.encoders.base import CollectionAware, SparseEncoder
-from codelsr.errors import CorruptIndexError, EncoderMismatchError
-from codelsr.index import catalog
+from codelsr.errors import CorruptIndexError, EncoderMismatchError, NotIndexedError
+from codelsr.index import catalog, health
 from codelsr.index.backends import BACKENDS, ExactBackend, SearchBackend, missing_reason, rows_dot, top_k_rows
 from codelsr.index.layout import DELTA, DELTA_DIR, FILES_TABLE, MAIN, VECTORS_FILE, FileTable
 from codelsr.index.manifest import IndexManifest
@@ -100,6 +100,7 @@ class IndexReader:
     def __init__(self, repo: Path, folder: Path):
         self.repo = repo
         self.folder = folder
+        health.raise_if_damaged(folder, repo)  # checksums: sizes, and every byte of the small files
         self.manifest = IndexManifest.read(folder)
         check_file_sizes(folder, self.manifest.segments.sizes)
         self.layout = SegmentLayout(FileTable.read(folder), folder / FILES_TABLE)
@@ -225,7 +226,13 @@ def open_index(repo: Path | str) -> IndexReader:
     """The reader of the repository's current generation (cached per process)."""
     repo = Path(repo).expanduser().resolve()
     root = catalog.index_root_for(repo)
-    folder = catalog.current_generation(repo)
+    try:
+        folder = catalog.current_generation(repo)
+    except (NotIndexedError, CorruptIndexError):
+        found = health.check_index(repo)
+        if found.state == health.DAMAGED:  # CURRENT lost or garbage beside published generations
+            raise CorruptIndexError(found.message()) from None
+        raise
     with _readers_lock:
         cached = _readers.get(root)
         if cached is not None and cached.folder == folder:

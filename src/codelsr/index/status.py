@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from codelsr.errors import NotIndexedError
+from codelsr.errors import CodelsrError, NotIndexedError
 from codelsr.git import worktree_fingerprint
-from codelsr.index import catalog
+from codelsr.index import catalog, health
 
 
 @dataclass
@@ -27,6 +27,10 @@ class IndexStatus:
     age_seconds: float | None = None
     generation: str | None = None
     index_dir: str | None = None
+    state: str = health.OK  # ok, damaged, unverified (built before checksums) or not indexed
+    checked: str = "none"  # how its files were checked: quick (sizes + small files), full (every byte), none
+    problems: list[str] = field(default_factory=list)  # damaged files, "<file>: <what is wrong>"
+    fix: str | None = None  # what to run when damaged
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -53,16 +57,62 @@ def _status_of(repo: Path, index: catalog.PublishedIndex) -> IndexStatus:
     )
 
 
-def index_status(repo: Path | str) -> IndexStatus:
+def _with_health(status: IndexStatus, found: health.IndexHealth) -> IndexStatus:
+    status.state, status.checked, status.problems, status.fix = found.state, found.checked, found.problems, found.fix
+    return status
+
+
+def index_status(repo: Path | str, verify: bool = False) -> IndexStatus:
+    """What is indexed and whether it can be trusted: every file is checked against its checksum
+    (sizes and small files; ``verify``: every byte). A damaged index says which file and the fix."""
     repo = Path(repo).expanduser().resolve()
     root = catalog.index_root_for(repo)
+    found = health.check_index(repo, full=verify)
+    if found.state == health.NOT_INDEXED:
+        return IndexStatus(repo=str(repo), indexed=False, index_dir=str(root), state=health.NOT_INDEXED)
     try:
-        index = catalog.published_at(root)
+        status = _status_of(repo, catalog.published_at(root))
     except NotIndexedError:
-        return IndexStatus(repo=str(repo), indexed=False, index_dir=str(root))
-    return _status_of(repo, index)
+        status = IndexStatus(repo=str(repo), indexed=True, index_dir=str(root))
+    except CodelsrError as exc:
+        status = IndexStatus(repo=str(repo), indexed=True, index_dir=str(root))
+        if found.state != health.DAMAGED:  # unreadable though its checksums match (or it predates them)
+            found = health.IndexHealth(repo, health.DAMAGED, found.checked, [str(exc)], found.generation)
+    if found.state == health.DAMAGED:
+        status.changed_since_index = None
+    return _with_health(status, found)
 
 
-def list_indexes() -> list[IndexStatus]:
-    """Every index under the codelsr home, newest first; damaged ones are skipped."""
-    return [_status_of(index.repo, index) for index in catalog.list_published()]
+def damaged_roots() -> list[tuple[Path, Path]]:
+    """(index root, repository) of indexes whose current generation cannot be opened at all
+    (``list_published`` cannot list them); the repository comes from the newest intact manifest,
+    else the folder name."""
+    home = catalog.indexes_home()
+    if not home.is_dir():
+        return []
+    out = []
+    for root in sorted(home.iterdir()):
+        if not root.is_dir() or not health.has_published(root):
+            continue
+        try:
+            catalog.published_at(root)
+            continue
+        except CodelsrError:
+            pass
+        manifest = health.last_good_manifest(root)
+        out.append((root, Path(manifest.repo_path) if manifest is not None else root))
+    return out
+
+
+def list_indexes(verify: bool = False) -> list[IndexStatus]:
+    """Every index under the codelsr home, newest first, damaged ones included (last)."""
+    statuses = [index_status(index.repo, verify) if index.belongs_here else _status_of(index.repo, index)
+                for index in catalog.list_published()]
+    for root, repo in damaged_roots():
+        if catalog.index_root_for(repo) == root:
+            statuses.append(index_status(repo, verify))
+        else:
+            statuses.append(IndexStatus(repo=str(repo), indexed=True, index_dir=str(root), state=health.DAMAGED,
+                                        problems=[f"{root}: no intact manifest says which repository it indexes"],
+                                        fix=f"delete {root}, then index the repository again"))
+    return statuses

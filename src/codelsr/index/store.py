@@ -203,11 +203,16 @@ class SegmentChunks:
         self._db.close()
 
 
-def _to_chunk(raw: tuple) -> Chunk:
-    """A ``Chunk`` from a row with the columns of ``SegmentChunks.COLUMNS``."""
+def _to_chunk(raw: tuple, where: Path) -> Chunk:
+    """A ``Chunk`` from a row with the columns of ``SegmentChunks.COLUMNS``, checked against its
+    stored id (a hash of path, lines and text): a damaged row is an error, never a served hit, even
+    where the file is too large for the checksum check on open."""
     r = ChunkRow(*raw)
-    return Chunk(path=r.path, start_line=r.start_line, end_line=r.end_line, symbol=r.symbol, language=r.language,
-                 kind=r.kind, text=r.text)
+    chunk = Chunk(path=r.path, start_line=r.start_line, end_line=r.end_line, symbol=r.symbol, language=r.language,
+                  kind=r.kind, text=r.text)
+    if chunk.chunk_id != r.chunk_id:
+        raise _corrupt(where, ValueError(f"row {r.row} does not match its chunk id"))
+    return chunk
 
 
 class SegmentLayout:
@@ -287,14 +292,14 @@ class ChunkTable:
         return out
 
     def by_rows(self, rows: Sequence[int]) -> dict[int, Chunk]:
-        return {v: _to_chunk(r) for v, r in self._by_virtual(rows, SegmentChunks.COLUMNS)}
+        return {v: _to_chunk(r, self.path) for v, r in self._by_virtual(rows, SegmentChunks.COLUMNS)}
 
     def by_chunk_id(self, chunk_id: str) -> StoredChunk | None:
         for s, db in enumerate(self.segments):
             for r in db.query(f"SELECT {SegmentChunks.COLUMNS} FROM chunks WHERE chunk_id = ?", (chunk_id,)):
                 v = int(self.layout.virtual(s, [r[0]])[0])
                 if v >= 0:
-                    return StoredChunk(v, _to_chunk(r))
+                    return StoredChunk(v, _to_chunk(r, db.path))
         return None
 
     def _live(self, sql: str, args: Iterable = ()) -> list[tuple[int, tuple]]:

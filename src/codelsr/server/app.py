@@ -24,6 +24,7 @@ import codelsr
 from codelsr.encoders import normalise_spec
 from codelsr.errors import (
     CodelsrError,
+    CorruptIndexError,
     EncoderMismatchError,
     NotARepositoryError,
     NotIndexedError,
@@ -40,7 +41,10 @@ from codelsr.index import (
     resolve_encoder,
 )
 from codelsr.index.build import IndexReport
+from codelsr.index.health import DAMAGED, check_index
+from codelsr.index.status import damaged_roots
 from codelsr.search import DEFAULT_SNIPPET_CHARS, MAX_K, search_readers, validate_query
+from codelsr.server.arguments import report_arguments_plainly
 from codelsr.server.builds import Build, BuildTracker
 from codelsr.server.models import (
     ExplainMatchResult,
@@ -126,6 +130,9 @@ class CodelsrTools:
 
     def _reader(self, repo: Path) -> IndexReader:
         if not is_indexed(repo):
+            found = check_index(repo)
+            if found.state == DAMAGED:  # CURRENT lost beside published generations: not "not indexed"
+                raise CorruptIndexError(found.message())
             raise self._not_indexed(repo)
         try:
             return open_index(repo)
@@ -184,20 +191,21 @@ class CodelsrTools:
         return build_index(build.repo, build.encoder, force=build.force, progress=build.update,
                            lock_timeout=LOCK_WAIT_SECONDS)
 
-    def _status(self, repo: Path) -> RepoStatus:
+    def _status(self, repo: Path, verify: bool = False) -> RepoStatus:
         build = self.builds.get(repo)
-        return RepoStatus.of(index_status(repo), build.progress() if build is not None else None)
+        return RepoStatus.of(index_status(repo, verify), build.progress() if build is not None else None)
 
-    def _statuses(self, repo: str | None) -> IndexStatusResult:
+    def _statuses(self, repo: str | None, verify: bool = False) -> IndexStatusResult:
         if repo is not None:
             repos = [self.roots.check(repo)]
             if not repos[0].is_dir():
                 raise NotARepositoryError(f"{repo} is not an existing folder; pass a repository's root folder")
         else:
             repos = self.indexed_repos()
+            repos += [r for _, r in damaged_roots() if self.roots.contains(r) and r not in repos]
             repos += [b.repo for b in self.builds.all() if b.repo not in repos]
         return IndexStatusResult(roots=[str(r) for r in self.roots.paths],
-                                 repositories=[self._status(r) for r in repos])
+                                 repositories=[self._status(r, verify) for r in repos])
 
     def _prepare_build(self, path: str, encoder: str | None) -> tuple[Path, str]:
         repo = self.roots.check(path)
@@ -328,11 +336,14 @@ class CodelsrTools:
         self,
         repo: Annotated[str | None, Field(description="a repository folder; omit to list every indexed "
                                                       "repository under the server's roots")] = None,
+        verify: Annotated[bool, Field(description="read every byte of the index and check it against its "
+                                                  "checksums (slower); by default sizes and small files")] = False,
     ) -> Annotated[CallToolResult, IndexStatusResult]:
         """What is indexed: encoder, chunk count, indexed commit, whether the working tree changed since
-        (then call index_repo to update), index size and age, and builds running now."""
+        (then call index_repo to update), index size and age, whether the index is intact (state: ok or
+        damaged, with the damaged files; index_repo repairs it), and builds running now."""
         with _as_tool_errors():
-            return _reply(await _in_thread(self._statuses, repo))
+            return _reply(await _in_thread(self._statuses, repo, verify))
 
 
 def create_server(roots: list[Path], default_encoder: str | None = None) -> MCPServer:
@@ -346,4 +357,5 @@ def create_server(roots: list[Path], default_encoder: str | None = None) -> MCPS
     server.add_tool(tools.search_code, title="Search code", annotations=READ_ONLY)
     server.add_tool(tools.explain_match, title="Explain a match", annotations=READ_ONLY)
     server.add_tool(tools.index_status, title="Index status", annotations=READ_ONLY)
+    report_arguments_plainly(server)
     return server

@@ -39,7 +39,7 @@ class BuildProgress(BaseModel):
 class SkippedFileOut(BaseModel):
     path: str = Field(description="relative to the repository; a folder ends with /")
     reason: str = Field(description="binary, too large, minified, generated, vendored, unreadable, "
-                                    "broken symlink or excluded")
+                                    "permission denied, symlink loop, vanished, broken symlink or excluded")
 
 
 class IndexRepoResult(BaseModel):
@@ -168,12 +168,20 @@ class RepoStatus(BaseModel):
     created_at: str | None = Field(default=None, description="when the index was built (UTC, ISO 8601)")
     age_seconds: float | None = None
     indexing: BuildProgress | None = Field(default=None, description="a build running in this server now")
+    state: str = Field(default="ok", description="ok; damaged (see problems; call index_repo to repair); "
+                                                 "unverified (built before checksums); not indexed")
+    checked: str = Field(default="none", description="how the files were checked: quick (sizes and small "
+                                                     "files), full (every byte: verify=true) or none")
+    problems: list[str] = Field(default_factory=list, description="damaged files and what is wrong with each")
     hint: str | None = Field(default=None, description="what to do next, when something is needed")
 
     @classmethod
     def of(cls, s: IndexStatus, indexing: BuildProgress | None = None) -> RepoStatus:
         hint = None
-        if not s.indexed and indexing is None:
+        if s.state == "damaged":
+            hint = (f"the index is damaged: call index_repo(path={s.repo!r}) to rebuild the damaged files "
+                    "(it keeps the index's encoder and reuses what is intact)")
+        elif not s.indexed and indexing is None:
             hint = f"not indexed yet: call index_repo(path={s.repo!r})"
         elif s.changed_since_index:
             hint = f"the working tree changed since indexing: call index_repo(path={s.repo!r}) to update"
@@ -181,7 +189,7 @@ class RepoStatus(BaseModel):
             repo=s.repo, indexed=s.indexed, encoder=s.encoder, backend=s.backend, chunks=s.chunks, files=s.files,
             indexed_commit=s.indexed_commit, changed_since_index=s.changed_since_index,
             index_bytes=s.index_bytes, created_at=s.created_at, age_seconds=s.age_seconds,
-            indexing=indexing, hint=hint,
+            indexing=indexing, state=s.state, checked=s.checked, problems=s.problems, hint=hint,
         )
 
 
