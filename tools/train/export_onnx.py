@@ -198,8 +198,9 @@ def export(folder: Path, *, check_texts: int = 200, min_cosine: float = 0.999) -
         try:
             manifest["check"] = verify(folder, check_texts, min_cosine)
         except BaseException:
-            (folder / ONNX_MANIFEST_FILE).unlink()  # an unverified export is never used
+            (folder / ONNX_MANIFEST_FILE).unlink()  # an export that failed its check is never used
             raise
+        (folder / ONNX_MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
