@@ -22,7 +22,7 @@ from codelsr.errors import EncoderUnavailableError, UnknownEncoderError
 
 log = logging.getLogger("codelsr.encoders")
 
-DEFAULT_ENCODER = "lexical"
+DEFAULT_ENCODER = "lexical"  # built in; the user's setting may differ (codelsr.config.default_encoder)
 
 
 def _lexical() -> SparseEncoder:
@@ -100,8 +100,13 @@ def _splade(model: str, **options) -> SparseEncoder:
 
 
 def normalise_spec(spec: str | None) -> str:
-    """The canonical spec string recorded in manifests (``None`` means the default)."""
-    spec = (spec or DEFAULT_ENCODER).strip()
+    """The canonical spec string recorded in manifests (``None`` means the user's default encoder,
+    ``lexical`` unless ``codelsr config default_encoder`` or ``CODELSR_DEFAULT_ENCODER`` says otherwise)."""
+    if not spec:
+        from codelsr.config import default_encoder
+
+        spec = default_encoder()
+    spec = spec.strip()
     if spec in ENCODERS or spec.startswith("splade:"):
         return spec
     if Path(spec).expanduser().is_dir():

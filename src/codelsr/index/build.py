@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import filelock
 import numpy as np
@@ -185,14 +186,27 @@ def _load_base(root: Path, encoder_id: str) -> _Base | None:
         return None  # a damaged previous generation is rebuilt, never trusted
 
 
+class VectorStore(Protocol):
+    """Vectors kept outside any generation, by content hash: what a killed build had encoded
+    (``codelsr.index.progressive``), so the next run does not encode it again."""
+
+    def get(self, hashes: set[str]) -> dict[str, SparseVector]: ...
+
+    def put(self, vectors: dict[str, SparseVector]) -> None: ...
+
+
 def encode_with_cache(encoder: SparseEncoder, texts: list[str], hashes: list[str],
-                      cache: dict[str, SparseVector], progress: Progress | None = None) -> tuple[list[SparseVector], int]:
-    """Vectors for all texts, encoding only hashes the cache lacks. Returns (vectors, n_encoded)."""
+                      cache: dict[str, SparseVector], progress: Progress | None = None,
+                      store: VectorStore | None = None) -> tuple[list[SparseVector], int]:
+    """Vectors for all texts, encoding only hashes the cache lacks. Returns (vectors, n_encoded).
+    Each encoded batch is handed to ``store`` as soon as it is done."""
     todo = sorted({h: i for i, h in enumerate(hashes) if h not in cache}.items(), key=lambda hi: hi[1])
     for start in range(0, len(todo), ENCODE_BATCH):
         batch = todo[start:start + ENCODE_BATCH]
-        for (h, _), vec in zip(batch, encoder.encode_documents([texts[i] for _, i in batch])):
-            cache[h] = vec
+        fresh = dict(zip((h for h, _ in batch), encoder.encode_documents([texts[i] for _, i in batch])))
+        cache.update(fresh)
+        if store is not None:
+            store.put(fresh)
         if progress:
             progress("encoding", min(start + ENCODE_BATCH, len(todo)), len(todo))
     if progress and not todo:
@@ -200,7 +214,7 @@ def encode_with_cache(encoder: SparseEncoder, texts: list[str], hashes: list[str
     return [cache[h] for h in hashes], len(todo)
 
 
-def _previous_options(previous: IndexManifest | None) -> ChunkingOptions:
+def chunking_options_of(previous: IndexManifest | None) -> ChunkingOptions:
     """The chunking options the index was built with (a hook's reindex keeps ``--exclude``)."""
     if previous is None or not previous.chunking:
         return ChunkingOptions()
@@ -279,6 +293,8 @@ def build_index(
     options: ChunkingOptions | None = None,
     progress: Progress | None = None,
     lock_timeout: float = 0,
+    root: Path | None = None,
+    vector_store: VectorStore | None = None,
 ) -> IndexReport:
     """Index ``repo`` into a new generation and publish it.
 
@@ -288,6 +304,9 @@ def build_index(
     unchanged chunks reuse their vectors unless ``force``. The previous generation stays
     searchable until the new one is complete; on any error nothing is published.
     ``lock_timeout``: seconds to wait for another writer of the same index (0: fail at once).
+    ``root``: the index folder to build in (default: the repository's; progressive indexing builds
+    its lexical and learned indexes in folders of their own). ``vector_store``: vectors found
+    there are not encoded again, and every encoded batch is put there at once (resumable builds).
     """
     started = time.perf_counter()
     repo = Path(repo).expanduser()
@@ -296,7 +315,7 @@ def build_index(
     if not repo.is_dir():
         raise NotARepositoryError(f"{repo} is not a directory; pass the repository's root folder")
     repo = repo.resolve()
-    root = index_root_for(repo)
+    root = index_root_for(repo) if root is None else root
     root.mkdir(parents=True, exist_ok=True)
 
     lock = filelock.FileLock(str(root / generations.LOCK))
@@ -313,10 +332,10 @@ def build_index(
         spec = normalise_spec(encoder if encoder is not None else (previous.encoder_spec if previous else None))
         enc = get_encoder(spec)
         if options is None:
-            options = _previous_options(previous)
+            options = chunking_options_of(previous)
         base = None if force else _load_base(root, enc.encoder_id)
         try:
-            report = _build(repo, root, spec, enc, base, backend, options, progress, started)
+            report = _build(repo, root, spec, enc, base, backend, options, progress, started, vector_store)
         finally:
             if base is not None:
                 base.close()
@@ -406,7 +425,8 @@ def _write_delta(tmp: Path, records: list[FileRecord], base: _Base, fresh: Forwa
 
 
 def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | None, backend: str | None,
-           options: ChunkingOptions, progress: Progress | None, started: float) -> IndexReport:
+           options: ChunkingOptions, progress: Progress | None, started: float,
+           vector_store: VectorStore | None = None) -> IndexReport:
     scanned_ns = time.time_ns()
     fingerprint = worktree_fingerprint(repo)
     # Incremental only when the chunks of unchanged files would come out the same.
@@ -419,7 +439,9 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
     records = sorted([*changes.unchanged, *new_records], key=lambda r: r.path)
     hashes = [r[8] for r in fresh_rows]  # content_hash column
     cache = base.vectors_for(set(hashes)) if base is not None else {}
-    vectors, n_encoded = encode_with_cache(enc, [r[9] for r in fresh_rows], hashes, cache, progress)
+    if vector_store is not None:
+        cache.update(vector_store.get(set(hashes) - cache.keys()))
+    vectors, n_encoded = encode_with_cache(enc, [r[9] for r in fresh_rows], hashes, cache, progress, vector_store)
     fresh = ForwardIndex.from_vectors(vectors)
     if progress:
         progress("writing", 0, 1)

@@ -91,6 +91,8 @@ class IndexStatus:
     age_seconds: float | None = None
     generation: str | None = None
     index_dir: str | None = None
+    # The learned index of a progressive build (``progressive.learned_status``); None for lexical ones.
+    learned: dict | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -112,8 +114,14 @@ def _status_of(repo: Path, root: Path, manifest: IndexManifest, gen: Path) -> In
         indexed_commit=manifest.git_commit, changed_since_index=changed, index_bytes=_folder_bytes(gen),
         created_at=manifest.created_at,
         age_seconds=round((_dt.datetime.now(_dt.timezone.utc) - created).total_seconds(), 1),
-        generation=gen.name, index_dir=str(root),
+        generation=gen.name, index_dir=str(root), learned=_learned_status(repo),
     )
+
+
+def _learned_status(repo: Path) -> dict | None:
+    from codelsr.index.progressive import learned_status
+
+    return learned_status(repo)
 
 
 def index_status(repo: Path | str) -> IndexStatus:
