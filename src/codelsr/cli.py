@@ -44,7 +44,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
-    for report in ([result.served] if result.learned is None else [result.learned]):
+    for report in [result.report]:
         skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items())) or "none"
         console.print(f"encoder: {report.encoder} ({report.encoder_id}); backend: {report.backend}", markup=False)
         print(
@@ -57,7 +57,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                   f"delta segment {report.delta_chunks} chunks, {report.tombstones} tombstones")
     if result.learned_state == "building":
         print(f"learned index ({result.encoder}): building in the background ({result.worker}); searches use "
-              f"the lexical index until it is complete. `codelsr status {result.served.repo}` shows its progress; "
+              f"the lexical index until it is complete. `codelsr status {result.report.repo}` shows its progress; "
               "`--foreground` waits for it.")
     for note in result.notes:
         print(note)

@@ -244,7 +244,7 @@ def _reindex(repo: Path, event: str, log: _Log, index_repository) -> int:
     log(f"{event}: reindexing {repo}")
     try:
         result = index_repository(repo, lock_timeout=WRITE_WAIT_SECONDS)
-        report = result.served
+        report = result.report
     except CodelsrError as exc:
         log(f"{event}: error: {exc}")
         return 1

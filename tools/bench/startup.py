@@ -160,6 +160,55 @@ def make_repo(dest: Path, chunks: int) -> dict:
     return {"repo": str(dest), "files": files, "chunks": total}
 
 
+def bench_progressive(repo: Path, encoder: str, out: Path | None, poll: float = 10.0) -> dict:
+    """`codelsr index --encoder <learned>` on a repository not indexed yet: when it returns, when the first
+    search answers (and with which encoder), when the learned index is complete; ETA samples on the way."""
+    t0, cpu0 = time.perf_counter(), _children_cpu()
+    res = subprocess.run([*codelsr_command(), "index", str(repo), "--encoder", encoder, "--json"],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(res.stderr)
+    report = json.loads(res.stdout)
+    t_return = time.perf_counter() - t0
+    first = subprocess.run([*codelsr_command(), "search", QUERIES[0], "--repo", str(repo), "--json"],
+                           capture_output=True, text=True)
+    t_first = time.perf_counter() - t0
+    first_encoder = json.loads(first.stdout)["encoder"] if first.returncode == 0 else f"error: {first.stderr}"
+    samples = []
+    while True:
+        info = json.loads(subprocess.run([*codelsr_command(), "status", str(repo), "--json"], capture_output=True,
+                                         text=True).stdout)
+        learned = info.get("learned") or {}
+        samples.append({"t": round(time.perf_counter() - t0, 1), "state": learned.get("state"),
+                        "done": learned.get("done"), "total": learned.get("total"),
+                        "eta_s": learned.get("eta_seconds"), "load": load()})
+        if learned.get("state") != "building":
+            break
+        time.sleep(poll)
+    t_learned = time.perf_counter() - t0
+    after = subprocess.run([*codelsr_command(), "search", QUERIES[0], "--repo", str(repo), "--json"],
+                           capture_output=True, text=True)
+    record = {"bench": "progressive", "repo": str(repo), "encoder": encoder, "chunks": report["chunks"],
+              "files": report["files"], "index_returned_s": round(t_return, 1),
+              "first_search_answered_s": round(t_first, 1), "first_search_encoder": first_encoder,
+              "learned_state": learned.get("state"), "learned_complete_s": round(t_learned, 1),
+              "search_encoder_after": json.loads(after.stdout)["encoder"] if after.returncode == 0 else None,
+              "last_build": _last_build(repo), "samples": samples, "load_end": load(),
+              "cli_cpu_s": round(_children_cpu() - cpu0, 1)}
+    emit(record, out)
+    return record
+
+
+def _last_build(repo: Path) -> dict | None:
+    from codelsr.index.paths import index_root_for
+
+    state = index_root_for(repo) / "progressive.json"
+    if not state.is_file():
+        return None
+    build = json.loads(state.read_text()).get("last_build") or {}
+    return {k: build.get(k) for k in ("chunks", "encoded_chunks", "reused_chunks", "seconds")}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.bench.startup", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -169,6 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--encoder", default="hybrid-code-tiny")
         p.add_argument("--runs", type=int, default=5 if name == "search" else 3)
         p.add_argument("--out", type=Path, default=Path("/tmp/codelsr-bench/startup.jsonl"))
+    p = sub.add_parser("progressive")
+    p.add_argument("--repo", type=Path, required=True)
+    p.add_argument("--encoder", default="hybrid-code-tiny")
+    p.add_argument("--poll", type=float, default=10.0)
+    p.add_argument("--out", type=Path, default=Path("/tmp/codelsr-bench/startup.jsonl"))
     p = sub.add_parser("make-repo")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--chunks", type=int, default=20_000)
@@ -177,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench_search(args.repo.resolve(), args.encoder, args.runs, args.out)
     elif args.what == "mcp":
         bench_mcp(args.repo.resolve(), args.encoder, args.runs, args.out)
+    elif args.what == "progressive":
+        bench_progressive(args.repo.resolve(), args.encoder, args.out, args.poll)
     elif args.what == "make-repo":
         print(json.dumps(make_repo(args.out, args.chunks)))
     return 0

@@ -93,20 +93,21 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 @dataclass
 class ProgressiveReport:
-    """What ``index_repository`` did: the index built now, and where the learned build stands."""
+    """What ``index_repository`` did: the build it ran, what answers searches now, where the learned
+    build stands."""
 
     encoder: str  # the encoder asked for (the target)
-    served: IndexReport  # the index that answers searches once this call returns
+    report: IndexReport  # the last build this call ran (the learned one in the foreground, else the lexical one)
+    serving: str | None = None  # the encoder of the index searches use now
     learned: IndexReport | None = None  # the learned build, when it ran inside this call
-    learned_state: str = "complete"  # complete | building (a worker has it) | queued
+    learned_state: str = "complete"  # complete | building (a worker has it)
     worker: str | None = None  # "process <pid>" or "thread", when one was started
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        out = self.served.to_json()
-        out.update(target_encoder=self.encoder, learned_state=self.learned_state, worker=self.worker)
-        if self.learned is not None:
-            out["learned"] = self.learned.to_json()
+        out = self.report.to_json()
+        out.update(target_encoder=self.encoder, serving=self.serving, learned_state=self.learned_state,
+                   worker=self.worker)
         return out
 
 
@@ -177,7 +178,7 @@ def index_repository(
                              lock_timeout=lock_timeout)
         with _lock_or_wait(root, lock_timeout):
             (root / STATE_FILE).unlink(missing_ok=True)  # no learned build is wanted any more
-        return ProgressiveReport(encoder=target, served=report)
+        return ProgressiveReport(encoder=target, report=report, serving=target)
 
     if options is None:  # keep the chunking of the index being replaced (a hook's reindex keeps --exclude)
         previous = previous_manifest(root / LEXICAL_DIR) or previous_manifest(root)
@@ -196,7 +197,7 @@ def index_repository(
             and learned_manifest.extra.get("worktree_fingerprint") == _fingerprint_of(root / LEXICAL_DIR)
         )
         if up_to_date:  # nothing changed since the learned index was built: it stays served
-            return ProgressiveReport(encoder=target, served=lexical, learned_state="complete",
+            return ProgressiveReport(encoder=target, report=lexical, serving=target, learned_state="complete",
                                      notes=["the learned index is up to date; it keeps answering"])
         seq = int(state.get("seq", 0)) + 1
         if force or state.get("target") != target:
@@ -210,10 +211,13 @@ def index_repository(
     if foreground:
         learned = run_learned(repo, progress=progress, wait=True)
         status = learned_status(repo) or {}
-        return ProgressiveReport(encoder=target, served=learned or lexical, learned=learned,
+        _, served = _served(root)
+        return ProgressiveReport(encoder=target, report=learned or lexical, learned=learned,
+                                 serving=served.encoder_spec if served else None,
                                  learned_state=status.get("state", "complete"))
     worker = (start_worker or spawn_worker)(repo)
-    return ProgressiveReport(encoder=target, served=lexical, learned_state="building", worker=worker)
+    return ProgressiveReport(encoder=target, report=lexical, serving=LEXICAL, learned_state="building",
+                             worker=worker)
 
 
 def _fingerprint_of(root: Path) -> str | None:
