@@ -201,6 +201,8 @@ def encode_with_cache(encoder: SparseEncoder, texts: list[str], hashes: list[str
     """Vectors for all texts, encoding only hashes the cache lacks. Returns (vectors, n_encoded).
     Each encoded batch is handed to ``store`` as soon as it is done."""
     todo = sorted({h: i for i, h in enumerate(hashes) if h not in cache}.items(), key=lambda hi: hi[1])
+    if progress and todo:
+        progress("encoding", 0, len(todo))
     for start in range(0, len(todo), ENCODE_BATCH):
         batch = todo[start:start + ENCODE_BATCH]
         fresh = dict(zip((h for h, _ in batch), encoder.encode_documents([texts[i] for _, i in batch])))

@@ -402,7 +402,12 @@ def learned_status(repo: Path | str) -> dict[str, Any] | None:
     pending = int(state.get("done", 0)) < int(state.get("seq", 0))
     alive = worker_alive(repo)
     info: dict[str, Any] = {"encoder": state["target"], "requested_at": state.get("requested_at"),
-                            "completed_at": state.get("completed_at")}
+                            "completed_at": state.get("completed_at"), "serving": _served(root)[0]}
+    for name, sub in (("lexical_index", LEXICAL_DIR), ("learned_index", LEARNED_DIR)):
+        manifest = previous_manifest(root / sub)
+        info[name] = None if manifest is None else {
+            "encoder": manifest.encoder_spec, "chunks": manifest.chunk_count, "commit": manifest.git_commit,
+            "created_at": manifest.created_at}
     if not pending:
         info["state"] = "complete"
         return info
