@@ -372,17 +372,20 @@ class OnnxSpladeEncoder:
         if not texts:
             return []
         out: list[SparseVector] = [{} for _ in texts]
+        # Only the tokenizer's truncation setting is shared state: ONNX Runtime sessions may run
+        # from several threads at once, so a query need not wait behind a batch of documents
+        # being encoded in the background (the server's learned build).
         with self._lock:
             ids = self._tokenize(texts, max_length)
-            # Blank texts get empty vectors (a BERT would still "expand" its bare [CLS] [SEP]).
-            live = [i for i in range(len(ids)) if ids[i] and texts[i].strip()]
-            order = sorted(live, key=lambda i: -len(ids[i]))
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                batch = [ids[i] for i in chunk]
-                acts = self._pool(self._hidden(batch), [len(b) for b in batch])
-                for row, i in zip(acts, chunk):
-                    out[i] = self._to_sparse(row, k)
+        # Blank texts get empty vectors (a BERT would still "expand" its bare [CLS] [SEP]).
+        live = [i for i in range(len(ids)) if ids[i] and texts[i].strip()]
+        order = sorted(live, key=lambda i: -len(ids[i]))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            batch = [ids[i] for i in chunk]
+            acts = self._pool(self._hidden(batch), [len(b) for b in batch])
+            for row, i in zip(acts, chunk):
+                out[i] = self._to_sparse(row, k)
         return out
 
     def __repr__(self) -> str:

@@ -46,7 +46,7 @@ import filelock
 
 from codelsr.chunking import ChunkingOptions
 from codelsr.encoders import normalise_spec
-from codelsr.errors import CodelsrError, IndexBusyError, NotARepositoryError, NotIndexedError
+from codelsr.errors import CodelsrError, IndexBusyError, NotIndexedError
 from codelsr.index import generations
 from codelsr.index.build import IndexReport, Progress, build_index, chunking_options_of, previous_manifest
 from codelsr.index.manifest import IndexManifest
@@ -167,10 +167,7 @@ def index_repository(
     is started for it (``start_worker``; default: a detached ``codelsr learn`` process) and this
     returns at once. Arguments mean what they mean for ``build_index``.
     """
-    repo = Path(repo).expanduser()
-    if not repo.is_dir():
-        raise NotARepositoryError(f"{repo} is not an existing folder; pass the repository's root folder")
-    repo = repo.resolve()
+    repo = Path(repo).expanduser().resolve()  # a missing folder: build_index says so
     root = index_root_for(repo)
     target = target_encoder(repo, encoder)
     if not is_learned(target):
