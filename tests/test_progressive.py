@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import codelsr
-from codelsr.index.paths import index_root_for
+from codelsr.index.catalog import index_root_for
 from codelsr.index.progressive import LEARNED_DIR, PROGRESS_FILE, VECTOR_CACHE_FILE, worker_alive
 from codelsr.index.vector_cache import VectorCache, cached_vector_count
 from tests.conftest import git, make_git_repo, write

@@ -12,7 +12,7 @@ import pytest
 
 import codelsr
 from codelsr.encoders.registry import _SHIPPED_OPTIONS, RUNTIME_ENV, SHIPPED_MODEL_DIR
-from codelsr.encoders.splade_onnx import (
+from codelsr.encoders.splade.onnx_encoder import (
     ONNX_EMBEDDINGS_FILE,
     ONNX_GRAPH_FILE,
     ONNX_MANIFEST_FILE,

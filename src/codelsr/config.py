@@ -30,7 +30,7 @@ SETTINGS: dict[str, tuple[str, str]] = {  # name -> (environment variable, built
 
 
 def config_path() -> Path:
-    from codelsr.index.paths import codelsr_home
+    from codelsr.index.catalog import codelsr_home
 
     return codelsr_home() / CONFIG_FILE
 

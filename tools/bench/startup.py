@@ -64,7 +64,7 @@ def emit(record: dict, out: Path | None) -> None:
 def ensure_indexed(repo: Path, encoder: str) -> None:
     status = subprocess.run([*codelsr_command(), "status", str(repo), "--json"], capture_output=True, text=True)
     current = json.loads(status.stdout) if status.returncode == 0 else {}
-    if current.get("encoder") == encoder and not current.get("learned", {}).get("pending"):
+    if current.get("encoder") == encoder and (current.get("learned") or {}).get("state", "complete") == "complete":
         return
     out, wall, cpu = timed_run([*codelsr_command(), "index", str(repo), "--encoder", encoder, "--foreground",
                                 "--json"])
@@ -200,7 +200,7 @@ def bench_progressive(repo: Path, encoder: str, out: Path | None, poll: float = 
 
 
 def _last_build(repo: Path) -> dict | None:
-    from codelsr.index.paths import index_root_for
+    from codelsr.index.catalog import index_root_for
 
     state = index_root_for(repo) / "progressive.json"
     if not state.is_file():

@@ -3,7 +3,7 @@
 ``python -m tools.train.export_onnx <checkpoint folder> [--check-texts N]``
 
 Writes ``model.onnx``, ``embeddings.npz`` and ``onnx.json`` into the folder (the format is described
-in ``codelsr.encoders.splade_onnx``), then checks the export: it encodes real texts (codelsr's own
+in ``codelsr.encoders.splade.onnx_encoder``), then checks the export: it encodes real texts (codelsr's own
 source files, chunked) with the torch encoder and with ONNX Runtime and fails unless every vector
 pair has cosine >= 0.999 (it prints the worst). Run it again after every retraining: codelsr
 refuses an export whose weights or config changed (``export_state``: "stale").
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codelsr.encoders.splade_onnx import (
+from codelsr.encoders.splade.onnx_encoder import (
     ONNX_EMBEDDINGS_FILE,
     ONNX_FORMAT,
     ONNX_GRAPH_FILE,
@@ -182,7 +182,7 @@ def export(folder: Path, *, check_texts: int = 200, min_cosine: float = 0.999) -
         "format": ONNX_FORMAT,
         "description": "codelsr SPLADE export: model.onnx maps input embeddings to the MLM head's "
                        "input states; embeddings.npz holds the token embeddings and the head's output "
-                       "layer (see codelsr.encoders.splade_onnx)",
+                       "layer (see codelsr.encoders.splade.onnx_encoder)",
         "source_sha256": digest,
         "graph": ONNX_GRAPH_FILE,
         "embeddings": ONNX_EMBEDDINGS_FILE,
@@ -207,7 +207,7 @@ def export(folder: Path, *, check_texts: int = 200, min_cosine: float = 0.999) -
 def verify(folder: Path, n_texts: int, min_cosine: float) -> dict:
     """Encode real texts with both runtimes; raise SystemExit when a vector pair is too far apart."""
     from codelsr.encoders.splade import SpladeEncoder
-    from codelsr.encoders.splade_onnx import OnnxSpladeEncoder
+    from codelsr.encoders.splade.onnx_encoder import OnnxSpladeEncoder
 
     texts = _check_texts(n_texts)
     reference = SpladeEncoder(str(folder), device="cpu", dtype="float32")

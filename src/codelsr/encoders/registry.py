@@ -55,7 +55,7 @@ def load_splade_model(model: str, **options: Any) -> SparseEncoder:
     folder = Path(model).expanduser()
     onnx_problem = None
     if runtime != "torch" and set(options) <= _ONNX_OPTIONS and (folder / "onnx.json").is_file():
-        from codelsr.encoders.splade_onnx import load_onnx_splade
+        from codelsr.encoders.splade.onnx_encoder import load_onnx_splade
 
         try:
             return load_onnx_splade(folder, **options)

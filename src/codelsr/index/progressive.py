@@ -47,10 +47,10 @@ import filelock
 from codelsr.chunking import ChunkingOptions
 from codelsr.encoders import normalise_spec
 from codelsr.errors import CodelsrError, IndexBusyError, NotIndexedError
-from codelsr.index import generations
-from codelsr.index.build import IndexReport, Progress, build_index, chunking_options_of, previous_manifest
+from codelsr.index import catalog, generations
+from codelsr.index.build import IndexReport, Progress, build_index, chunking_options_of, encoder_spec_for
+from codelsr.index.catalog import current_manifest, index_root_for
 from codelsr.index.manifest import IndexManifest
-from codelsr.index.paths import index_root_for
 from codelsr.index.vector_cache import VectorCache, cached_vector_count
 
 LEXICAL = "lexical"
@@ -124,28 +124,23 @@ def _lock(root: Path, timeout: float) -> filelock.FileLock:
 def _served(root: Path) -> tuple[str | None, IndexManifest | None]:
     """The name R/CURRENT holds and the manifest it points at (None, None when not indexed)."""
     try:
-        gen = generations.current_generation(root)
-    except (NotIndexedError, CodelsrError):
-        return None, None
-    try:
-        return gen.relative_to(root).as_posix(), IndexManifest.read(gen)
+        index = catalog.published_at(root)
     except CodelsrError:
-        return gen.relative_to(root).as_posix(), None
+        return None, None
+    return index.generation.relative_to(root).as_posix(), index.manifest
 
 
-def target_encoder(repo: Path, encoder: str | None) -> str:
-    """The encoder an index run builds: the one named, else the index's (the learned one while it is
-    being built), else the user's default (``codelsr.config``)."""
-    if encoder is not None:
-        return normalise_spec(encoder)
-    root = index_root_for(repo)
+def resolve_encoder(repo: Path | str, requested: str | None = None, default: str | None = None) -> str:
+    """The encoder an index run of ``repo`` builds: the one requested, else the index's (the learned
+    one while it is being built and lexical answers), else ``default``, else the user's default
+    (``codelsr.config``)."""
+    if requested is not None:
+        return normalise_spec(requested)
+    root = index_root_for(Path(repo).expanduser().resolve())
     state = _read_json(root / STATE_FILE)
     if state.get("target"):
-        return str(state["target"])
-    previous = previous_manifest(root)
-    if previous is not None:
-        return previous.encoder_spec
-    return normalise_spec(None)
+        return normalise_spec(str(state["target"]))
+    return encoder_spec_for(None, current_manifest(root), default)
 
 
 def index_repository(
@@ -160,16 +155,17 @@ def index_repository(
     lock_timeout: float = 0,
     start_worker: StartWorker | None = None,
 ) -> ProgressiveReport:
-    """Index ``repo`` for ``encoder`` (see ``target_encoder`` for ``None``), progressively.
+    """Index ``repo`` for ``encoder``, progressively.
 
-    Lexical: one ``build_index`` in the index folder, as always. Learned: the lexical index is
+    ``encoder=None``: see ``resolve_encoder``. Lexical: one ``build_index`` in the index folder, as
+    always. Learned: the lexical index is
     updated and served first; then either the learned build runs here (``foreground``) or a worker
     is started for it (``start_worker``; default: a detached ``codelsr learn`` process) and this
     returns at once. Arguments mean what they mean for ``build_index``.
     """
     repo = Path(repo).expanduser().resolve()  # a missing folder: build_index says so
     root = index_root_for(repo)
-    target = target_encoder(repo, encoder)
+    target = resolve_encoder(repo, encoder)
     if not is_learned(target):
         report = build_index(repo, target, backend=backend, force=force, options=options, progress=progress,
                              lock_timeout=lock_timeout)
@@ -178,7 +174,7 @@ def index_repository(
         return ProgressiveReport(encoder=target, report=report, serving=target)
 
     if options is None:  # keep the chunking of the index being replaced (a hook's reindex keeps --exclude)
-        previous = previous_manifest(root / LEXICAL_DIR) or previous_manifest(root)
+        previous = current_manifest(root / LEXICAL_DIR) or current_manifest(root)
         options = chunking_options_of(previous)
     lexical = build_index(repo, LEXICAL, backend=backend, force=force, options=options, progress=progress,
                           lock_timeout=lock_timeout, root=root / LEXICAL_DIR)
@@ -186,7 +182,7 @@ def index_repository(
     with _lock_or_wait(root, lock_timeout):
         state = _read_json(root / STATE_FILE)
         _, served = _served(root)
-        learned_manifest = previous_manifest(root / LEARNED_DIR)
+        learned_manifest = current_manifest(root / LEARNED_DIR)
         up_to_date = (
             not force and state.get("target") == target and state.get("done", 0) >= state.get("seq", 0)
             and learned_manifest is not None and learned_manifest.encoder_spec == target
@@ -218,7 +214,7 @@ def index_repository(
 
 
 def _fingerprint_of(root: Path) -> str | None:
-    manifest = previous_manifest(root)
+    manifest = current_manifest(root)
     return manifest.extra.get("worktree_fingerprint") if manifest is not None else None
 
 
@@ -401,7 +397,7 @@ def learned_status(repo: Path | str) -> dict[str, Any] | None:
     info: dict[str, Any] = {"encoder": state["target"], "requested_at": state.get("requested_at"),
                             "completed_at": state.get("completed_at"), "serving": _served(root)[0]}
     for name, sub in (("lexical_index", LEXICAL_DIR), ("learned_index", LEARNED_DIR)):
-        manifest = previous_manifest(root / sub)
+        manifest = current_manifest(root / sub)
         info[name] = None if manifest is None else {
             "encoder": manifest.encoder_spec, "chunks": manifest.chunk_count, "commit": manifest.git_commit,
             "created_at": manifest.created_at}

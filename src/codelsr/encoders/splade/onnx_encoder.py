@@ -27,8 +27,9 @@ An *export* is three files in the checkpoint folder, written by
 
 Vectors equal the torch encoder's to float32 rounding (tests: cosine >= 0.999, same top 10), so
 both runtimes share one ``encoder_id`` and one vector cache. The checkpoint identity is computed as
-:func:`codelsr.encoders.splade` computes it (config bytes, names and sizes of weight and tokenizer
-files, the output vocabulary's text); ``tests/test_splade_onnx.py`` checks the two ids agree.
+``SpladeEncoder`` computes it (config bytes, names and sizes of weight and tokenizer
+files, the output vocabulary's text: ``checkpoint.checkpoint_fingerprint``); ``tests/test_splade_onnx.py``
+checks the two ids agree.
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ from typing import Any
 import numpy as np
 
 from codelsr.encoders.base import prune_top_k
+from codelsr.encoders.splade.checkpoint import (
+    OUTPUT_VOCAB_FILE,
+    WEIGHT_SUFFIXES,
+    checkpoint_fingerprint,
+    model_family,
+)
+from codelsr.encoders.splade.checkpoint import read_json
 from codelsr.errors import EncoderUnavailableError
 from codelsr.records import SparseVector
 
@@ -62,26 +70,15 @@ ONNX_GRAPH_FILE = "model.onnx"
 ONNX_EMBEDDINGS_FILE = "embeddings.npz"
 ONNX_MANIFEST_FILE = "onnx.json"
 EXPORT_COMMAND = "python -m tools.train.export_onnx"
-OUTPUT_VOCAB_FILE = "output_vocab.json"
 THREADS_ENV = "CODELSR_THREADS"
 
-# The checkpoint files whose bytes decide the exported numbers (the tokenizer runs outside the graph).
-_WEIGHT_SUFFIXES = (".safetensors", ".bin")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
 _ROBERTA_LIKE = frozenset({"roberta", "xlm-roberta", "camembert"})
 # Logits materialised per numpy product (tokens x output terms): ~64 MB of float32.
 _LOGIT_BUDGET = 16 * 1024 * 1024
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise EncoderUnavailableError(f"cannot read {path}: {exc}") from exc
-
-
 def _weight_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
 
 
 def source_sha256(folder: Path) -> str:
@@ -113,18 +110,6 @@ def export_state(folder: Path | str) -> str:
     if manifest.get("source_sha256") != source_sha256(folder):
         return "stale: the weights or config.json changed since the export"
     return "current"
-
-
-def checkpoint_fingerprint(folder: Path) -> str:
-    """The checkpoint part of ``encoder_id``: the same digest ``SpladeEncoder`` computes for a
-    local masked-LM folder (config bytes, weight/tokenizer file names and sizes, output vocabulary)."""
-    h = hashlib.sha1()
-    h.update(b"/config.json\0")
-    h.update((folder / "config.json").read_bytes())
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name in _TOKENIZER_FILES):
-            h.update(f"/{p.name}\0{p.stat().st_size}\0".encode())
-    return h.hexdigest()[:12]
 
 
 def _has(arrays: Any, name: str) -> bool:
@@ -198,10 +183,12 @@ class OnnxSpladeEncoder:
             )
         self.model_name = str(model)
         self._lock = threading.Lock()
-        config = _read_json(folder / "config.json")
+        config = read_json(folder / "config.json")
+        if model_family(config) != "mlm":
+            raise EncoderUnavailableError(f"{folder}: ONNX exports are for masked-LM SPLADE models; this one runs on torch")
         if not (folder / "tokenizer.json").is_file():
             raise EncoderUnavailableError(f"{folder} has no tokenizer.json (ONNX Runtime needs a fast tokenizer)")
-        tok_config = _read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+        tok_config = read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.no_padding()
         pad = tok_config.get("pad_token") or tok_config.get("unk_token")
