@@ -160,7 +160,8 @@ def make_repo(dest: Path, chunks: int) -> dict:
     return {"repo": str(dest), "files": files, "chunks": total}
 
 
-def bench_progressive(repo: Path, encoder: str, out: Path | None, poll: float = 10.0) -> dict:
+def bench_progressive(repo: Path, encoder: str, out: Path | None, poll: float = 10.0,
+                      wait_learned: bool = True) -> dict:
     """`codelsr index --encoder <learned>` on a repository not indexed yet: when it returns, when the first
     search answers (and with which encoder), when the learned index is complete; ETA samples on the way."""
     t0, cpu0 = time.perf_counter(), _children_cpu()
@@ -176,13 +177,16 @@ def bench_progressive(repo: Path, encoder: str, out: Path | None, poll: float = 
     first_encoder = json.loads(first.stdout)["encoder"] if first.returncode == 0 else f"error: {first.stderr}"
     samples = []
     while True:
-        info = json.loads(subprocess.run([*codelsr_command(), "status", str(repo), "--json"], capture_output=True,
-                                         text=True).stdout)
-        learned = info.get("learned") or {}
+        polled = subprocess.run([*codelsr_command(), "status", str(repo), "--json"], capture_output=True, text=True)
+        if polled.returncode != 0:  # a status that fails (a broken install mid-upgrade) is noted, not fatal
+            samples.append({"t": round(time.perf_counter() - t0, 1), "error": polled.stderr[-300:]})
+            time.sleep(poll)
+            continue
+        learned = json.loads(polled.stdout).get("learned") or {}
         samples.append({"t": round(time.perf_counter() - t0, 1), "state": learned.get("state"),
                         "done": learned.get("done"), "total": learned.get("total"),
                         "eta_s": learned.get("eta_seconds"), "load": load()})
-        if learned.get("state") != "building":
+        if learned.get("state") != "building" or not wait_learned:
             break
         time.sleep(poll)
     t_learned = time.perf_counter() - t0
@@ -222,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repo", type=Path, required=True)
     p.add_argument("--encoder", default="hybrid-code-tiny")
     p.add_argument("--poll", type=float, default=10.0)
+    p.add_argument("--no-wait-learned", action="store_true",
+                   help="record the lexical phase only (when the index returned, the first search) and leave")
     p.add_argument("--out", type=Path, default=Path("/tmp/codelsr-bench/startup.jsonl"))
     p = sub.add_parser("make-repo")
     p.add_argument("--out", type=Path, required=True)
@@ -232,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.what == "mcp":
         bench_mcp(args.repo.resolve(), args.encoder, args.runs, args.out)
     elif args.what == "progressive":
-        bench_progressive(args.repo.resolve(), args.encoder, args.out, args.poll)
+        bench_progressive(args.repo.resolve(), args.encoder, args.out, args.poll, not args.no_wait_learned)
     elif args.what == "make-repo":
         print(json.dumps(make_repo(args.out, args.chunks)))
     return 0
