@@ -121,7 +121,7 @@ import sys, json
 for name in ("torch", "transformers", "safetensors"):
     sys.modules[name] = None  # import raises ImportError, as when the package is not installed
 from codelsr.cli import main
-assert main(["index", {str(repo)!r}, "--encoder", "hybrid-code-tiny", "--json"]) == 0
+assert main(["index", {str(repo)!r}, "--encoder", "hybrid-code-tiny", "--foreground", "--json"]) == 0
 assert main(["search", "parse an http response", "--repo", {str(repo)!r}, "--json", "-k", "1"]) == 0
 """
     out = _run_python(code)
@@ -133,7 +133,7 @@ assert main(["search", "parse an http response", "--repo", {str(repo)!r}, "--jso
 
 def test_a_search_process_imports_neither_torch_nor_transformers(tmp_path):
     repo = make_git_repo(tmp_path / "repo", {"a.py": "def add_numbers(a, b):\n    return a + b\n"})
-    out = _run_python(f"from codelsr.cli import main; main(['index', {str(repo)!r}, '--encoder', 'splade-code-tiny'])")
+    out = _run_python(f"from codelsr.cli import main; main(['index', {str(repo)!r}, '--encoder', 'splade-code-tiny', '--foreground'])")
     assert out.returncode == 0, out.stderr
     code = f"""
 import sys
