@@ -11,6 +11,7 @@ import inspect
 import json
 from pathlib import Path
 
+import anyio
 import mcp
 import pytest
 
@@ -126,7 +127,16 @@ async def test_explain_match_flags_expansion_terms_of_a_splade_index_and_adds_up
     async with mcp.Client(server, mode="legacy") as c:
         indexed = await c.call_tool("index_repo", {"path": str(small_repo)})
         assert not indexed.is_error, indexed.content[0].text
-        assert indexed.structured_content["encoder"] == f"splade:{tiny_splade}"
+        # A learned encoder: index_repo serves a lexical index at once; the server's worker builds the
+        # SPLADE one (progressive indexing). Wait for it.
+        assert indexed.structured_content["learned"]["encoder"] == f"splade:{tiny_splade}"
+        for _ in range(600):
+            status = await c.call_tool("index_status", {"repo": str(small_repo)})
+            repo_status = status.structured_content["repositories"][0]
+            if repo_status["learned"]["state"] == "complete":
+                break
+            await anyio.sleep(0.5)
+        assert repo_status["encoder"] == f"splade:{tiny_splade}"
         found = await c.call_tool("search_code", {"query": query})
         assert not found.is_error, found.content[0].text
         hits = found.structured_content["hits"]

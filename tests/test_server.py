@@ -255,7 +255,7 @@ async def test_an_index_rebuilt_by_another_process_is_picked_up_without_a_restar
 async def test_a_second_index_repo_call_joins_the_build_in_flight_and_search_stays_fast(workspace, monkeypatch):
     sample, other = workspace / "sample", workspace / "other"
     release, started, builds = threading.Event(), threading.Event(), []
-    real_build = server_app.build_index
+    real_build = server_app.index_repository
 
     def held_build(repo, *args, **kwargs):
         builds.append(repo)
@@ -265,7 +265,7 @@ async def test_a_second_index_repo_call_joins_the_build_in_flight_and_search_sta
             assert release.wait(30)
         return real_build(repo, *args, **kwargs)
 
-    monkeypatch.setattr(server_app, "build_index", held_build)
+    monkeypatch.setattr(server_app, "index_repository", held_build)
     results: dict[str, dict] = {}
     notes: list[float] = []
 

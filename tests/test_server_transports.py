@@ -29,12 +29,12 @@ pytestmark = pytest.mark.slow
 NOISY_SERVE = """
 import os, sys
 import codelsr.server.app as app
-real = app.build_index
+real = app.index_repository
 def noisy_build(*args, **kwargs):
     os.write(1, b"native noise on fd 1\\n")
     print("python noise on sys.stdout", flush=True)
     return real(*args, backend=os.environ["NOISY_BACKEND"], **kwargs)
-app.build_index = noisy_build
+app.index_repository = noisy_build
 from codelsr.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -18,5 +18,5 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "torch==2.13.0"
 fi
-python -m pip install -q -e ".[splade,eval,test]" 2>&1 | grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true
+python -m pip install -q -e ".[splade,export,eval,test]" 2>&1 | grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true
 python -c "import codelsr, torch, seismic, tree_sitter_language_pack, mcp" || { echo "setup failed: imports" >&2; exit 1; }

@@ -23,7 +23,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from codelsr.chunking import ChunkingOptions
-    from codelsr.index import build_index
+    from codelsr.index.progressive import index_repository
 
     options = ChunkingOptions(
         max_file_bytes=args.max_file_bytes,
@@ -39,21 +39,57 @@ def cmd_index(args: argparse.Namespace) -> int:
                 tasks[stage] = bar.add_task(stage, total=total or 1)
             bar.update(tasks[stage], completed=done if total else 1, total=total or 1)
 
-        report = build_index(args.path, args.encoder, backend=args.backend, force=args.force,
-                             options=options, progress=progress, lock_timeout=args.wait)
+        result = index_repository(args.path, args.encoder, foreground=args.foreground, backend=args.backend,
+                                  force=args.force, options=options, progress=progress, lock_timeout=args.wait)
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        print(json.dumps(result.to_json(), indent=2))
         return 0
-    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items())) or "none"
-    console.print(f"encoder: {report.encoder} ({report.encoder_id}); backend: {report.backend}")
-    print(
-        f"indexed {report.repo}: {report.files} files, {report.chunks} chunks "
-        f"({report.encoded_chunks} encoded, {report.reused_chunks} reused), skipped: {skipped}, "
-        f"{report.seconds:.1f} s"
-    )
-    if not report.compacted:
-        print(f"updated: {report.changed_files} files changed, {report.deleted_files} deleted; "
-              f"delta segment {report.delta_chunks} chunks, {report.tombstones} tombstones")
+    for report in [result.report]:
+        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items())) or "none"
+        console.print(f"encoder: {report.encoder} ({report.encoder_id}); backend: {report.backend}", markup=False)
+        print(
+            f"indexed {report.repo}: {report.files} files, {report.chunks} chunks "
+            f"({report.encoded_chunks} encoded, {report.reused_chunks} reused), skipped: {skipped}, "
+            f"{report.seconds:.1f} s"
+        )
+        if not report.compacted:
+            print(f"updated: {report.changed_files} files changed, {report.deleted_files} deleted; "
+                  f"delta segment {report.delta_chunks} chunks, {report.tombstones} tombstones")
+    if result.learned_state == "building":
+        print(f"learned index ({result.encoder}): building in the background ({result.worker}); searches use "
+              f"the lexical index until it is complete. `codelsr status {result.report.repo}` shows its progress; "
+              "`--foreground` waits for it.")
+    for note in result.notes:
+        print(note)
+    return 0
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    from codelsr.index.progressive import run_learned
+
+    report = run_learned(args.path, wait=args.wait)
+    if report is None:
+        print("nothing to do: no learned build is pending, or another worker has it")
+        return 0
+    print(f"learned index ({report.encoder}) of {report.repo}: {report.chunks} chunks "
+          f"({report.encoded_chunks} encoded, {report.reused_chunks} reused), {report.seconds:.1f} s")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from codelsr.config import SETTINGS, config_path, set_setting, setting
+
+    if args.name is not None and (args.value is not None or args.unset):
+        set_setting(args.name, None if args.unset else args.value)
+    names = [args.name] if args.name is not None else sorted(SETTINGS)
+    values = {name: setting(name) for name in names}
+    if args.json:
+        print(json.dumps({n: {"value": v, "from": src} for n, (v, src) in values.items()}, indent=2))
+        return 0
+    for name, (value, source) in values.items():
+        print(f"{name} = {value}  ({'set by ' + source if source != 'built-in' else 'built-in default'})")
+    if args.name is None:
+        print(f"# settings file: {config_path()}")
     return 0
 
 
@@ -132,6 +168,8 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"commit {commit}, working tree {changed} indexing, {s.index_bytes / 1e6:.1f} MB, "
               f"built {s.created_at} ({s.age_seconds:.0f} s ago)")
         print(f"  integrity: {_integrity_line(s)}")
+        if s.learned is not None:
+            print(f"  learned index: {_learned_line(s.learned)}")
     if args.all and not statuses:
         print("no repositories indexed yet")
     return 1 if damaged else 0
@@ -158,6 +196,22 @@ def _check_path(path: Path, command: str) -> None:
         raise NotARepositoryError(f"{path} does not exist; pass the folder of a repository to `codelsr {command}`")
 
 
+def _learned_line(info: dict) -> str:
+    """One line on the learned index of a progressive build (``progressive.learned_status``)."""
+    if info["state"] == "complete":
+        return f"{info['encoder']}, complete (it answers searches)"
+    where = ""
+    if info.get("total"):
+        where = f" {info.get('stage')} {info['done']}/{info['total']} ({info['percent']:.0f}%)"
+        if info.get("eta_seconds") is not None:
+            where += f", ETA {info['eta_seconds']:.0f} s at {info.get('chunks_per_second')} chunks/s"
+    if info["state"] == "building":
+        return f"{info['encoder']}, building{where}; lexical answers until it is complete"
+    error = f"; last error: {info['error']}" if info.get("error") else ""
+    return (f"{info['encoder']}, stopped{where} with {info.get('cached_vectors') or 0} vectors kept{error}; "
+            f"{info.get('hint', '')}")
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from codelsr.explain import explain
 
@@ -181,16 +235,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", help="index a repository (or update its index)")
     p.add_argument("path", nargs="?", default=".", type=Path)
-    p.add_argument("--encoder", help="lexical (default, offline), splade-code-tiny, hybrid-code-tiny, or "
-                                     "splade:<hub id or folder>; default: the encoder of the existing index")
+    p.add_argument("--encoder", help="lexical, splade-code-tiny, hybrid-code-tiny, or splade:<hub id or folder>; "
+                                     "default: the encoder of the existing index, else `codelsr config "
+                                     "default_encoder` (lexical unless set)")
     p.add_argument("--backend", choices=["auto", "exact", "seismic"], default=None)
     p.add_argument("--force", action="store_true", help="re-encode every chunk (ignore cached vectors)")
     p.add_argument("--max-file-bytes", type=int, default=1_000_000)
     p.add_argument("--exclude", action="append", metavar="GLOB", help="skip paths matching GLOB (repeatable)")
     p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                    help="wait this long for another indexing run of the same repository to finish")
+    p.add_argument("--foreground", action="store_true",
+                   help="with a learned encoder, build the learned index too before returning (scripts, CI); "
+                        "by default a lexical index answers at once and the learned one is built in the background")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("learn", help="build the pending learned index of a repository (what `index` starts in "
+                                     "the background; resumes a killed build)")
+    p.add_argument("path", nargs="?", default=".", type=Path)
+    p.add_argument("--wait", action="store_true", help="wait for a worker already running instead of leaving it")
+    p.set_defaults(func=cmd_learn)
+
+    p = sub.add_parser("config", help="show or change settings (default_encoder: the encoder of new indexes)")
+    p.add_argument("name", nargs="?", help="a setting, e.g. default_encoder")
+    p.add_argument("value", nargs="?", help="the new value, e.g. hybrid-code-tiny or lexical")
+    p.add_argument("--unset", action="store_true", help="remove the setting (back to the built-in default)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("search", help="search an indexed repository (or several: --repo A --repo B)")
     p.add_argument("query")

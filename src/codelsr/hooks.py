@@ -209,8 +209,8 @@ def _clean_git_environment() -> None:
 
 def run(path: Path, event: str, *, settle: float | None = None) -> int:
     """Reindex ``path`` for a git ``event``, coalescing with any run already going (see module)."""
-    from codelsr.index import build_index
     from codelsr.index.catalog import index_root_for
+    from codelsr.index.progressive import index_repository
 
     _clean_git_environment()
     repo = Path(path).expanduser().resolve()
@@ -232,17 +232,19 @@ def run(path: Path, event: str, *, settle: float | None = None) -> int:
             while pending.exists():
                 time.sleep(settle)
                 pending.unlink(missing_ok=True)
-                status = _reindex(repo, event, log, build_index) or status
+                status = _reindex(repo, event, log, index_repository) or status
         finally:
             lock.release()
         if not pending.exists():  # an event that came between the last check and the release
             return status
 
 
-def _reindex(repo: Path, event: str, log: _Log, build_index) -> int:
+def _reindex(repo: Path, event: str, log: _Log, index_repository) -> int:
+    """Update the index (with a learned encoder: the lexical one here, the learned one in a worker)."""
     log(f"{event}: reindexing {repo}")
     try:
-        report = build_index(repo, lock_timeout=WRITE_WAIT_SECONDS)
+        result = index_repository(repo, lock_timeout=WRITE_WAIT_SECONDS)
+        report = result.report
     except CodelsrError as exc:
         log(f"{event}: error: {exc}")
         return 1
@@ -251,7 +253,8 @@ def _reindex(repo: Path, event: str, log: _Log, build_index) -> int:
         return 1
     log(f"{event}: done in {report.seconds:.2f} s: {report.files} files, {report.chunks} chunks, "
         f"{report.changed_files} changed, {report.deleted_files} deleted, {report.encoded_chunks} encoded, "
-        f"generation {report.generation}{' (compacted)' if report.compacted else ''}")
+        f"generation {report.generation}{' (compacted)' if report.compacted else ''}"
+        f"{f'; learned index ({result.encoder}): {result.learned_state}, {result.worker}' if result.worker else ''}")
     return 0
 
 

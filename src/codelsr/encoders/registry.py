@@ -3,17 +3,26 @@
 A spec is either a registered name (``lexical``, ``splade-code-tiny``, ``hybrid-code-tiny``) or ``splade:<hub id or local path>``; a bare hub
 id (``naver/splade-v3``) or an existing local folder is read as a SPLADE checkpoint too.
 Neural encoders are imported lazily: the lexical path never imports torch.
+
+A local SPLADE folder with a current ONNX export (``python -m tools.train.export_onnx``; the shipped
+model has one) runs on ONNX Runtime, without torch; anything else runs on torch. Both give the same
+vectors and the same ``encoder_id``. ``CODELSR_SPLADE_RUNTIME=torch`` (or ``onnx``) forces one.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from codelsr.encoders.base import SparseEncoder
-from codelsr.errors import UnknownEncoderError
+from codelsr.errors import EncoderUnavailableError, UnknownEncoderError
 
-DEFAULT_ENCODER = "lexical"
+log = logging.getLogger("codelsr.encoders")
+
+DEFAULT_ENCODER = "lexical"  # built in; the user's setting may differ (codelsr.config.default_encoder)
 
 
 def _lexical() -> SparseEncoder:
@@ -31,16 +40,52 @@ SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / SHIPPED_
 _SHIPPED_OPTIONS = {"max_length_doc": 256, "max_length_query": 64, "name": SHIPPED_MODEL_NAME}
 
 
-def _splade_code_tiny() -> SparseEncoder:
+RUNTIME_ENV = "CODELSR_SPLADE_RUNTIME"  # auto (default), onnx or torch
+# SpladeEncoder options the ONNX runtime honours; any other (device, dtype, preset) means torch.
+_ONNX_OPTIONS = frozenset({"max_length_doc", "max_length_query", "query_top_k", "doc_top_k", "batch_size",
+                           "threads", "name", "output_vocab"})
+
+
+def load_splade_model(model: str, **options: Any) -> SparseEncoder:
+    """A SPLADE checkpoint on the runtime that fits: ONNX Runtime for a local folder with a current
+    ONNX export (no torch needed), torch otherwise. Loaded once per process either way."""
+    runtime = os.environ.get(RUNTIME_ENV, "auto").strip().lower() or "auto"
+    if runtime not in {"auto", "onnx", "torch"}:
+        raise EncoderUnavailableError(f"{RUNTIME_ENV}={runtime!r}: use auto, onnx or torch")
+    folder = Path(model).expanduser()
+    onnx_problem = None
+    if runtime != "torch" and set(options) <= _ONNX_OPTIONS and (folder / "onnx.json").is_file():
+        from codelsr.encoders.splade.onnx_encoder import load_onnx_splade
+
+        try:
+            return load_onnx_splade(folder, **options)
+        except EncoderUnavailableError as exc:
+            if runtime == "onnx":
+                raise
+            onnx_problem = str(exc)
+            log.warning("%s; trying torch instead", exc)
+    elif runtime == "onnx":
+        raise EncoderUnavailableError(
+            f"{RUNTIME_ENV}=onnx, but {model!r} has no ONNX export (or asks for options only torch has: "
+            f"{sorted(set(options) - _ONNX_OPTIONS)}); write one with `python -m tools.train.export_onnx <folder>`")
     from codelsr.encoders.splade import load_splade
 
-    return load_splade(str(SHIPPED_MODEL_DIR), **_SHIPPED_OPTIONS)
+    try:
+        return load_splade(model, **options)
+    except EncoderUnavailableError as exc:
+        if onnx_problem is None:
+            raise
+        raise EncoderUnavailableError(f"{onnx_problem}; and torch cannot run it either: {exc}") from exc
+
+
+def _splade_code_tiny() -> SparseEncoder:
+    return load_splade_model(str(SHIPPED_MODEL_DIR), **_SHIPPED_OPTIONS)
 
 
 def _hybrid_code_tiny() -> SparseEncoder:
-    from codelsr.encoders.hybrid import load_hybrid
+    from codelsr.encoders.hybrid import HybridEncoder
 
-    return load_hybrid(str(SHIPPED_MODEL_DIR), lexical_weight=0.2, **_SHIPPED_OPTIONS)
+    return HybridEncoder(load_splade_model(str(SHIPPED_MODEL_DIR), **_SHIPPED_OPTIONS), lexical_weight=0.2)
 
 
 ENCODERS: dict[str, Callable[[], SparseEncoder]] = {
@@ -51,14 +96,17 @@ ENCODERS: dict[str, Callable[[], SparseEncoder]] = {
 
 
 def _splade(model: str, **options) -> SparseEncoder:
-    from codelsr.encoders.splade import load_splade
-
-    return load_splade(model, **options)
+    return load_splade_model(model, **options)
 
 
 def normalise_spec(spec: str | None) -> str:
-    """The canonical spec string recorded in manifests (``None`` means the default)."""
-    spec = (spec or DEFAULT_ENCODER).strip()
+    """The canonical spec string recorded in manifests (``None`` means the user's default encoder,
+    ``lexical`` unless ``codelsr config default_encoder`` or ``CODELSR_DEFAULT_ENCODER`` says otherwise)."""
+    if not spec:
+        from codelsr.config import default_encoder
+
+        spec = default_encoder()
+    spec = spec.strip()
     if spec in ENCODERS or spec.startswith("splade:"):
         return spec
     if Path(spec).expanduser().is_dir():

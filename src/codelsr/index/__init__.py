@@ -17,18 +17,20 @@ _EXPORTS = {
     "IndexStatus": "codelsr.index.status",
     "build_index": "codelsr.index.build",
     "index_root_for": "codelsr.index.catalog",
+    "index_repository": "codelsr.index.progressive",
     "index_status": "codelsr.index.status",
     "indexes_home": "codelsr.index.catalog",
     "is_indexed": "codelsr.index.catalog",
     "list_indexes": "codelsr.index.status",
     "open_index": "codelsr.index.reader",
-    "resolve_encoder": "codelsr.index.build",
+    "resolve_encoder": "codelsr.index.progressive",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from codelsr.index.build import IndexReport, build_index, resolve_encoder
+    from codelsr.index.build import IndexReport, build_index
+    from codelsr.index.progressive import index_repository, resolve_encoder
     from codelsr.index.manifest import IndexManifest
     from codelsr.index.catalog import index_root_for, indexes_home, is_indexed
     from codelsr.index.reader import IndexReader, open_index

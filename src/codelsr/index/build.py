@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import filelock
 import numpy as np
@@ -112,8 +113,9 @@ def encoder_spec_for(requested: str | None, previous: IndexManifest | None, defa
     return normalise_spec(default)
 
 
-def resolve_encoder(repo: Path | str, requested: str | None = None, default: str | None = None) -> str:
-    """``encoder_spec_for`` the repository's current index (what ``build_index`` will use)."""
+def index_encoder(repo: Path | str, requested: str | None = None, default: str | None = None) -> str:
+    """``encoder_spec_for`` the repository's last intact index (what ``build_index`` will use); a
+    damaged index whose every manifest is lost raises rather than guessing."""
     root = catalog.index_root_for(Path(repo).expanduser())
     previous = health.last_good_manifest(root)
     if requested is None and previous is None and health.has_published(root):
@@ -200,14 +202,29 @@ def _load_base(root: Path, encoder_id: str) -> _Base | None:
         return None  # a damaged previous generation is rebuilt, never trusted
 
 
+class VectorStore(Protocol):
+    """Vectors kept outside any generation, by content hash: what a killed build had encoded
+    (``codelsr.index.progressive``), so the next run does not encode it again."""
+
+    def get(self, hashes: set[str]) -> dict[str, SparseVector]: ...
+
+    def put(self, vectors: dict[str, SparseVector]) -> None: ...
+
+
 def encode_with_cache(encoder: SparseEncoder, texts: list[str], hashes: list[str],
-                      cache: dict[str, SparseVector], progress: Progress | None = None) -> tuple[list[SparseVector], int]:
-    """Vectors for all texts, encoding only hashes the cache lacks. Returns (vectors, n_encoded)."""
+                      cache: dict[str, SparseVector], progress: Progress | None = None,
+                      store: VectorStore | None = None) -> tuple[list[SparseVector], int]:
+    """Vectors for all texts, encoding only hashes the cache lacks. Returns (vectors, n_encoded).
+    Each encoded batch is handed to ``store`` as soon as it is done."""
     todo = sorted({h: i for i, h in enumerate(hashes) if h not in cache}.items(), key=lambda hi: hi[1])
+    if progress and todo:
+        progress("encoding", 0, len(todo))
     for start in range(0, len(todo), ENCODE_BATCH):
         batch = todo[start:start + ENCODE_BATCH]
-        for (h, _), vec in zip(batch, encoder.encode_documents([texts[i] for _, i in batch])):
-            cache[h] = vec
+        fresh = dict(zip((h for h, _ in batch), encoder.encode_documents([texts[i] for _, i in batch])))
+        cache.update(fresh)
+        if store is not None:
+            store.put(fresh)
         if progress:
             progress("encoding", min(start + ENCODE_BATCH, len(todo)), len(todo))
     if progress and not todo:
@@ -215,7 +232,7 @@ def encode_with_cache(encoder: SparseEncoder, texts: list[str], hashes: list[str
     return [cache[h] for h in hashes], len(todo)
 
 
-def _previous_options(previous: IndexManifest | None) -> ChunkingOptions:
+def chunking_options_of(previous: IndexManifest | None) -> ChunkingOptions:
     """The chunking options the index was built with (a hook's reindex keeps ``--exclude``)."""
     if previous is None or not previous.chunking:
         return ChunkingOptions()
@@ -291,6 +308,8 @@ def build_index(
     options: ChunkingOptions | None = None,
     progress: Progress | None = None,
     lock_timeout: float = 0,
+    root: Path | None = None,
+    vector_store: VectorStore | None = None,
 ) -> IndexReport:
     """Index ``repo`` into a new generation and publish it.
 
@@ -300,6 +319,9 @@ def build_index(
     unchanged chunks reuse their vectors unless ``force``. The previous generation stays
     searchable until the new one is complete; on any error nothing is published.
     ``lock_timeout``: seconds to wait for another writer of the same index (0: fail at once).
+    ``root``: the index folder to build in (default: the repository's; progressive indexing builds
+    its lexical and learned indexes in folders of their own). ``vector_store``: vectors found
+    there are not encoded again, and every encoded batch is put there at once (resumable builds).
     """
     started = time.perf_counter()
     repo = Path(repo).expanduser()
@@ -308,7 +330,7 @@ def build_index(
     if not repo.is_dir():
         raise NotARepositoryError(f"{repo} is not a directory; pass the repository's root folder")
     repo = repo.resolve()
-    root = catalog.index_root_for(repo)
+    root = catalog.index_root_for(repo) if root is None else root
     root.mkdir(parents=True, exist_ok=True)
 
     lock = filelock.FileLock(str(root / generations.LOCK))
@@ -327,12 +349,13 @@ def build_index(
         spec = encoder_spec_for(encoder, previous)
         enc = get_encoder(spec)
         if options is None:
-            options = _previous_options(previous)
+            options = chunking_options_of(previous)
         base = None if force else _load_base(root, enc.encoder_id)
         # A damaged index: rebuild, reusing vectors from its intact segments (never its damaged ones).
         salvaged = None if force or base is not None else health.salvage_vectors(root, enc.encoder_id)
         try:
-            report = _build(repo, root, spec, enc, base, backend, options, progress, started, salvaged)
+            report = _build(repo, root, spec, enc, base, backend, options, progress, started, salvaged,
+                            vector_store)
         finally:
             if base is not None:
                 base.close()
@@ -425,7 +448,8 @@ def _write_delta(tmp: Path, records: list[FileRecord], base: _Base, fresh: Forwa
 
 def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | None, backend: str | None,
            options: ChunkingOptions, progress: Progress | None, started: float,
-           salvaged: health.SalvagedVectors | None = None) -> IndexReport:
+           salvaged: health.SalvagedVectors | None = None,
+           vector_store: VectorStore | None = None) -> IndexReport:
     scanned_ns = time.time_ns()
     state = git.head(repo), git.status(repo)  # asked once: the fingerprint and the scan share it
     fingerprint = git.worktree_fingerprint(repo, state)
@@ -440,7 +464,9 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
     hashes = [r.content_hash for r in fresh_rows]
     source = base if base is not None else salvaged
     cache = source.vectors_for(set(hashes)) if source is not None else {}
-    vectors, n_encoded = encode_with_cache(enc, [r.text for r in fresh_rows], hashes, cache, progress)
+    if vector_store is not None:
+        cache.update(vector_store.get(set(hashes) - cache.keys()))
+    vectors, n_encoded = encode_with_cache(enc, [r.text for r in fresh_rows], hashes, cache, progress, vector_store)
     fresh = ForwardIndex.from_vectors(vectors)
     if progress:
         progress("writing", 0, 1)

@@ -73,13 +73,20 @@ def publish(root: Path, tmp: Path) -> Path:
     _fsync_tree(tmp)
     gen = root / f"{GEN_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     os.rename(tmp, gen)
+    point_current(root, gen.name)
+    return gen
+
+
+def point_current(root: Path, name: str) -> None:
+    """Make ``root/name`` the current generation (atomically). ``name`` is a generation of this
+    root, or ``<sub>/<generation>`` of a build root inside it (progressive indexing serves the
+    lexical or the learned build root's generation this way). Caller holds the root's lock."""
     pointer = root / f"{CURRENT}.{uuid.uuid4().hex[:8]}.tmp"
-    pointer.write_text(gen.name + "\n", encoding="utf-8")
+    pointer.write_text(name + "\n", encoding="utf-8")
     with open(pointer, "rb") as f:
         os.fsync(f.fileno())
     os.replace(pointer, root / CURRENT)
     _fsync_dir(root)
-    return gen
 
 
 def current_generation(root: Path) -> Path:
@@ -91,7 +98,8 @@ def current_generation(root: Path) -> Path:
     except (OSError, UnicodeDecodeError) as exc:  # unreadable, or garbage that is not even text
         raise CorruptIndexError(f"cannot read {root / CURRENT}: {exc}; rebuild with `codelsr index`") from exc
     folder = root / name
-    if not name.startswith(GEN_PREFIX) or not folder.is_dir():
+    sub, _, gen_name = name.rpartition("/")
+    if not gen_name.startswith(GEN_PREFIX) or "/" in sub or sub.startswith(".") or not folder.is_dir():
         raise CorruptIndexError(
             f"{root / CURRENT} names a missing generation {name!r}; rebuild with `codelsr index --force`"
         )

@@ -31,6 +31,8 @@ class IndexStatus:
     checked: str = "none"  # how its files were checked: quick (sizes + small files), full (every byte), none
     problems: list[str] = field(default_factory=list)  # damaged files, "<file>: <what is wrong>"
     fix: str | None = None  # what to run when damaged
+    # The learned index of a progressive build (``progressive.learned_status``); None for lexical ones.
+    learned: dict | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -53,8 +55,14 @@ def _status_of(repo: Path, index: catalog.PublishedIndex) -> IndexStatus:
         indexed_commit=manifest.git_commit, changed_since_index=changed, index_bytes=_folder_bytes(gen),
         created_at=manifest.created_at,
         age_seconds=round((_dt.datetime.now(_dt.timezone.utc) - created).total_seconds(), 1),
-        generation=gen.name, index_dir=str(index.root),
+        generation=gen.name, index_dir=str(index.root), learned=_learned_status(repo),
     )
+
+
+def _learned_status(repo: Path) -> dict | None:
+    from codelsr.index.progressive import learned_status
+
+    return learned_status(repo)
 
 
 def _with_health(status: IndexStatus, found: health.IndexHealth) -> IndexStatus:

@@ -33,8 +33,8 @@ from codelsr.errors import (
 from codelsr.explain import explain_chunk
 from codelsr.index import (
     IndexReader,
-    build_index,
     catalog,
+    index_repository,
     index_status,
     is_indexed,
     open_index,
@@ -45,6 +45,8 @@ from codelsr.index.health import DAMAGED, check_index
 from codelsr.index.status import damaged_roots
 from codelsr.search import DEFAULT_SNIPPET_CHARS, MAX_K, search_readers, validate_query
 from codelsr.server.arguments import report_arguments_plainly
+from codelsr.index.progressive import learned_status
+from codelsr.server.background import LearnedWorkers, warm_up
 from codelsr.server.builds import Build, BuildTracker
 from codelsr.server.models import (
     ExplainMatchResult,
@@ -106,6 +108,7 @@ class CodelsrTools:
         self.roots = roots
         self.default_encoder = default_encoder
         self.builds = BuildTracker(self._run_build)
+        self.learned = LearnedWorkers()  # learned index builds of progressive indexing, one thread per repo
 
     # ------------------------------------------------------------------ helpers (blocking ones run in threads)
 
@@ -188,8 +191,10 @@ class CodelsrTools:
                 ) from None
 
     def _run_build(self, build: Build) -> IndexReport:
-        return build_index(build.repo, build.encoder, force=build.force, progress=build.update,
-                           lock_timeout=LOCK_WAIT_SECONDS)
+        """With a learned encoder: the lexical index (served when this returns); the learned one is
+        left to a thread of this server (``LearnedWorkers``)."""
+        return index_repository(build.repo, build.encoder, force=build.force, progress=build.update,
+                                lock_timeout=LOCK_WAIT_SECONDS, start_worker=self.learned.start).report
 
     def _status(self, repo: Path, verify: bool = False) -> RepoStatus:
         build = self.builds.get(repo)
@@ -235,6 +240,9 @@ class CodelsrTools:
             note = "no chunk shares a term with the query: try identifiers or other words"
             if path_glob or language:
                 note += ", or drop path_glob / language"
+        pending = _learned_pending_note(result.encoders)
+        if pending:
+            note = f"{note}; {pending}" if note else pending
         return SearchCodeResult(query=result.query, repos=result.repos, encoders=result.encoders,
                                 hits=[HitOut.of(h) for h in result.hits], offset=offset,
                                 next_offset=result.next_offset, note=note)
@@ -287,7 +295,8 @@ class CodelsrTools:
             report, joined = await self.builds.index(repo, spec, force, ctx.report_progress)
             log.info("indexed %s: %d chunks in %.1f s%s", repo, report.chunks, report.seconds,
                      " (joined)" if joined else "")
-            return _reply(IndexRepoResult.of(report, joined))
+            learned = await _in_thread(learned_status, repo)
+            return _reply(IndexRepoResult.of(report, joined, learned))
 
     async def search_code(
         self,
@@ -358,4 +367,21 @@ def create_server(roots: list[Path], default_encoder: str | None = None) -> MCPS
     server.add_tool(tools.explain_match, title="Explain a match", annotations=READ_ONLY)
     server.add_tool(tools.index_status, title="Index status", annotations=READ_ONLY)
     report_arguments_plainly(server)
+    warm_up(tools.indexed_repos)  # the first search should not wait for the model and the index to load
     return server
+
+
+def _learned_pending_note(encoders: dict[str, str]) -> str | None:
+    """Say so when a repository's learned index is still being built and lexical answered instead."""
+    parts = []
+    for repo, answered_by in encoders.items():
+        info = learned_status(repo)
+        if info is None or info["state"] == "complete" or answered_by == info["encoder"]:
+            continue
+        where = f", {info['percent']:.0f}% done" if info.get("percent") is not None else ""
+        if info.get("eta_seconds") is not None:
+            where += f", about {info['eta_seconds']:.0f} s left"
+        parts.append(f"{repo}: answered by the {answered_by} index; its {info['encoder']} index is "
+                     f"{'being built' if info['state'] == 'building' else 'stopped (call index_repo to resume)'}"
+                     f"{where}, and answers once complete")
+    return "; ".join(parts) or None

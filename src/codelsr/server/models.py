@@ -42,6 +42,29 @@ class SkippedFileOut(BaseModel):
                                     "permission denied, symlink loop, vanished, broken symlink or excluded")
 
 
+class LearnedBuildOut(BaseModel):
+    """The learned index of a progressive build (``codelsr.index.progressive.learned_status``)."""
+
+    encoder: str = Field(description="the learned encoder the repository is indexed for")
+    state: str = Field(description="complete (it answers searches), building (a worker is encoding; lexical "
+                                   "answers meanwhile) or stopped (interrupted: index_repo resumes it)")
+    serving: str | None = Field(default=None, description="the index answering searches now")
+    stage: str | None = None
+    done: int | None = Field(default=None, description="chunks encoded so far in this build")
+    total: int | None = Field(default=None, description="chunks this build encodes")
+    percent: float | None = None
+    eta_seconds: float | None = Field(default=None, description="estimated time to completion")
+    chunks_per_second: float | None = None
+    error: str | None = None
+    hint: str | None = None
+
+    @classmethod
+    def of(cls, info: dict | None) -> LearnedBuildOut | None:
+        if info is None:
+            return None
+        return cls(**{k: info.get(k) for k in cls.model_fields if k in info})
+
+
 class IndexRepoResult(BaseModel):
     repo: str = Field(description="absolute path of the repository")
     encoder: str = Field(description="encoder spec the index was built with")
@@ -60,9 +83,12 @@ class IndexRepoResult(BaseModel):
     joined_build: bool = Field(
         description="true when a build of this repository was already running: this call waited for "
                     "that build and returns its result instead of starting a second one")
+    learned: LearnedBuildOut | None = Field(
+        default=None, description="with a learned encoder: this call built and serves a lexical index (fast); "
+                                  "the learned index is built in the background and answers once complete")
 
     @classmethod
-    def of(cls, report: IndexReport, joined: bool) -> IndexRepoResult:
+    def of(cls, report: IndexReport, joined: bool, learned: dict | None = None) -> IndexRepoResult:
         return cls(
             repo=report.repo, encoder=report.encoder, encoder_id=report.encoder_id, backend=report.backend,
             files=report.files, chunks=report.chunks, encoded_chunks=report.encoded_chunks,
@@ -70,7 +96,7 @@ class IndexRepoResult(BaseModel):
             skipped_files=[SkippedFileOut(path=s.path, reason=s.reason)
                            for s in report.skipped_files[:MAX_SKIPPED_LISTED]],
             seconds=round(report.seconds, 3), commit=report.commit, generation=report.generation,
-            joined_build=joined,
+            joined_build=joined, learned=LearnedBuildOut.of(learned),
         )
 
 
@@ -173,6 +199,8 @@ class RepoStatus(BaseModel):
     checked: str = Field(default="none", description="how the files were checked: quick (sizes and small "
                                                      "files), full (every byte: verify=true) or none")
     problems: list[str] = Field(default_factory=list, description="damaged files and what is wrong with each")
+    learned: LearnedBuildOut | None = Field(default=None, description="the learned index, when one is wanted: "
+                                                                      "its state, progress and ETA")
     hint: str | None = Field(default=None, description="what to do next, when something is needed")
 
     @classmethod
@@ -189,7 +217,8 @@ class RepoStatus(BaseModel):
             repo=s.repo, indexed=s.indexed, encoder=s.encoder, backend=s.backend, chunks=s.chunks, files=s.files,
             indexed_commit=s.indexed_commit, changed_since_index=s.changed_since_index,
             index_bytes=s.index_bytes, created_at=s.created_at, age_seconds=s.age_seconds,
-            indexing=indexing, state=s.state, checked=s.checked, problems=s.problems, hint=hint,
+            indexing=indexing, state=s.state, checked=s.checked, problems=s.problems, learned=LearnedBuildOut.of(s.learned),
+            hint=hint,
         )
 
 

@@ -1,0 +1,208 @@
+"""The shipped SPLADE model on ONNX Runtime: same vectors and rankings as torch, no torch needed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import codelsr
+from codelsr.encoders.registry import _SHIPPED_OPTIONS, RUNTIME_ENV, SHIPPED_MODEL_DIR
+from codelsr.encoders.splade.onnx_encoder import (
+    ONNX_EMBEDDINGS_FILE,
+    ONNX_GRAPH_FILE,
+    ONNX_MANIFEST_FILE,
+    OnnxSpladeEncoder,
+    export_state,
+)
+from codelsr.errors import EncoderUnavailableError
+from tests.conftest import make_git_repo
+
+SRC = Path(codelsr.__file__).parent
+REPO_ROOT = SRC.parent.parent
+QUERIES = [
+    "split camelCase identifiers into words", "walk a repository and skip ignored files",
+    "detect the language of a file from its extension", "cut a long function into windows of lines",
+    "decode bytes to text and guess the encoding", "tree-sitter parser for a language",
+    "merge overlapping chunks of one file", "chunk a python file into functions and classes",
+    "is this file binary", "maximum file size to index", "symbol name of a definition",
+    "line numbers of a chunk",
+]  # fmt: skip
+
+
+def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
+    if not a and not b:
+        return 1.0
+    dot = sum(w * b.get(t, 0.0) for t, w in a.items())
+    na = sum(w * w for w in a.values()) ** 0.5
+    nb = sum(w * w for w in b.values()) ** 0.5
+    return dot / (na * nb)
+
+
+def _real_chunks() -> list[str]:
+    from codelsr.chunking import chunk_file
+
+    texts = ["", "  \n", "x", "parseHTTPResponse"]
+    for path in sorted((SRC / "chunking").glob("*.py")) + sorted((SRC / "index").glob("*.py"))[:3]:
+        texts += [c.text for c in chunk_file(path.name, path.read_text(encoding="utf-8"))]
+    return texts
+
+
+@pytest.fixture(scope="module")
+def onnx_encoder() -> OnnxSpladeEncoder:
+    return OnnxSpladeEncoder(SHIPPED_MODEL_DIR, **_SHIPPED_OPTIONS)
+
+
+def test_the_shipped_model_has_a_current_export():
+    assert export_state(SHIPPED_MODEL_DIR) == "current"
+    manifest = json.loads((SHIPPED_MODEL_DIR / ONNX_MANIFEST_FILE).read_text())
+    assert manifest["check"]["documents_min_cosine"] >= 0.999
+    assert manifest["check"]["queries_min_cosine"] >= 0.999
+
+
+def test_onnx_vectors_match_torch_per_vector_and_share_the_encoder_id(onnx_encoder):
+    pytest.importorskip("torch")
+    from codelsr.encoders.splade import SpladeEncoder
+
+    torch_encoder = SpladeEncoder(str(SHIPPED_MODEL_DIR), device="cpu", dtype="float32", **_SHIPPED_OPTIONS)
+    assert onnx_encoder.encoder_id == torch_encoder.encoder_id
+    texts = _real_chunks()
+    assert len(texts) > 60
+    for side, inputs in (("documents", texts), ("queries", QUERIES + texts[:20])):
+        want = getattr(torch_encoder, f"encode_{side}")(inputs)
+        got = getattr(onnx_encoder, f"encode_{side}")(inputs)
+        cosines = [_cosine(a, b) for a, b in zip(want, got)]
+        assert min(cosines) >= 0.999, (side, min(cosines))
+        # Not only close: the same terms carry weight (bar ones within rounding of zero).
+        for a, b in zip(want, got):
+            assert {t for t, w in a.items() if w > 1e-3} <= set(b)
+    assert onnx_encoder.encode_documents(["", "   "]) == [{}, {}]
+
+
+def test_top_10_is_identical_on_a_real_repository_for_both_runtimes(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from codelsr.index import build_index, open_index
+    from codelsr.search import search_index
+
+    files = {f"chunking/{p.name}": p.read_text(encoding="utf-8") for p in sorted((SRC / "chunking").glob("*.py"))}
+    repo = make_git_repo(tmp_path / "repo", files)
+    rankings = {}
+    for runtime in ("torch", "onnx"):
+        monkeypatch.setenv(RUNTIME_ENV, runtime)
+        monkeypatch.setenv("CODELSR_HOME", str(tmp_path / f"home-{runtime}"))
+        report = build_index(repo, "splade-code-tiny", force=True)
+        reader = open_index(repo)
+        kind = type(reader.encoder()).__name__
+        assert kind == {"torch": "SpladeEncoder", "onnx": "OnnxSpladeEncoder"}[runtime]
+        rankings[runtime] = (report.encoder_id,
+                             [[h.chunk_id for h in search_index(reader, q, k=10).hits] for q in QUERIES])
+    assert rankings["torch"][0] == rankings["onnx"][0]
+    assert sum(len(r) for r in rankings["onnx"][1]) >= 10 * len(QUERIES) // 2
+    assert rankings["torch"][1] == rankings["onnx"][1]
+
+
+def _run_python(code: str, env_extra: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC.parent), str(REPO_ROOT)]), **(env_extra or {})}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, **kw)
+
+
+def test_index_and_search_with_the_shipped_model_in_a_process_where_torch_cannot_be_imported(tmp_path):
+    """What `pip install codelsr` without extras gives: torch and transformers absent."""
+    repo = make_git_repo(tmp_path / "repo", {"net.py": "def parse_http_response(raw):\n    return raw.split(b'\\r\\n')\n",
+                                             "cache.py": "class LRUCache:\n    def evict_oldest(self):\n        pass\n"})
+    code = f"""
+import sys, json
+for name in ("torch", "transformers", "safetensors"):
+    sys.modules[name] = None  # import raises ImportError, as when the package is not installed
+from codelsr.cli import main
+assert main(["index", {str(repo)!r}, "--encoder", "hybrid-code-tiny", "--foreground", "--json"]) == 0
+assert main(["search", "parse an http response", "--repo", {str(repo)!r}, "--json", "-k", "1"]) == 0
+"""
+    out = _run_python(code)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout[out.stdout.index('{\n  "query"'):])
+    assert result["hits"][0]["path"] == "net.py"
+    assert result["encoder"] == "hybrid-code-tiny"
+
+
+def test_a_search_process_imports_neither_torch_nor_transformers(tmp_path):
+    repo = make_git_repo(tmp_path / "repo", {"a.py": "def add_numbers(a, b):\n    return a + b\n"})
+    out = _run_python(f"from codelsr.cli import main; main(['index', {str(repo)!r}, '--encoder', 'splade-code-tiny', '--foreground'])")
+    assert out.returncode == 0, out.stderr
+    code = f"""
+import sys
+from codelsr.cli import main
+rc = main(["search", "sum of two numbers", "--repo", {str(repo)!r}])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
+print("HEAVY", heavy, "ORT", "onnxruntime" in sys.modules)
+sys.exit(rc)
+"""
+    out = _run_python(code)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY [] ORT True" in out.stdout
+    assert "a.py" in out.stdout
+
+
+def _copy_checkpoint(dst: Path) -> Path:
+    shutil.copytree(SHIPPED_MODEL_DIR, dst)
+    return dst
+
+
+def test_an_export_whose_weights_changed_is_stale_and_not_used(tmp_path, monkeypatch):
+    from codelsr.encoders.registry import load_splade_model
+
+    folder = _copy_checkpoint(tmp_path / "model")
+    assert export_state(folder) == "current"
+    config = json.loads((folder / "config.json").read_text())
+    config["layer_norm_eps"] = 1e-6  # a retrained/edited model: the export no longer describes it
+    (folder / "config.json").write_text(json.dumps(config))
+    assert export_state(folder).startswith("stale")
+    with pytest.raises(EncoderUnavailableError, match="export_onnx"):
+        OnnxSpladeEncoder(folder)
+    monkeypatch.setenv(RUNTIME_ENV, "onnx")
+    with pytest.raises(EncoderUnavailableError, match="stale"):
+        load_splade_model(str(folder))
+    (folder / ONNX_GRAPH_FILE).unlink()
+    assert export_state(folder).startswith("stale")
+    (folder / ONNX_MANIFEST_FILE).unlink()
+    assert export_state(folder) == "missing"
+
+
+def test_a_missing_export_under_auto_falls_back_to_torch(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from codelsr.encoders.registry import load_splade_model
+    from codelsr.encoders.splade import SpladeEncoder
+
+    folder = _copy_checkpoint(tmp_path / "model")
+    for name in (ONNX_MANIFEST_FILE, ONNX_GRAPH_FILE, ONNX_EMBEDDINGS_FILE):
+        (folder / name).unlink()
+    monkeypatch.delenv(RUNTIME_ENV, raising=False)
+    assert isinstance(load_splade_model(str(folder)), SpladeEncoder)
+    assert isinstance(load_splade_model(str(SHIPPED_MODEL_DIR)), OnnxSpladeEncoder)
+
+
+@pytest.mark.slow
+def test_the_export_tool_writes_a_verified_export_for_a_checkpoint_folder(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "output_vocab.json"):
+        shutil.copy(SHIPPED_MODEL_DIR / name, folder / name)
+    assert export_state(folder) == "missing"
+    out = subprocess.run([sys.executable, "-m", "tools.train.export_onnx", str(folder), "--check-texts", "40"],
+                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    assert report["check"]["documents_min_cosine"] >= 0.999 and report["check"]["texts"] == 40
+    assert export_state(folder) == "current"
+    # The same numbers as the export shipped with the package.
+    mine = OnnxSpladeEncoder(folder, **_SHIPPED_OPTIONS).encode_documents(_real_chunks()[:30])
+    shipped = OnnxSpladeEncoder(SHIPPED_MODEL_DIR, **_SHIPPED_OPTIONS).encode_documents(_real_chunks()[:30])
+    assert mine == shipped
