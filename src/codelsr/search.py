@@ -193,6 +193,14 @@ def shared_query_vector(readers: Sequence[IndexReader], query: str, encoder: str
     return enc.encode_queries([query])[0]
 
 
+def one_engine(readers: Sequence[IndexReader]) -> bool:
+    """Whether these indexes share one Milvus collection (and encoder): one query searches them all."""
+    settings = [r.manifest.backend_settings for r in readers]
+    return (all(r.manifest.backend == "milvus" for r in readers)
+            and len({(s.get("uri"), s.get("collection")) for s in settings}) == 1
+            and len({r.manifest.encoder_id for r in readers}) == 1)
+
+
 def search_engine(readers: Sequence[IndexReader], query: str, *, k: int = 10, offset: int = 0,
                   path_glob: str | None = None, language: str | None = None,
                   max_chars: int = DEFAULT_SNIPPET_CHARS, encoder: str | None = None) -> tuple[list[Hit], int | None]:

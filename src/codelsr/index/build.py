@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import logging
+import os
 import shutil
 import time
 from collections import Counter
@@ -36,7 +38,7 @@ from codelsr.errors import (
     NotARepositoryError,
     NotIndexedError,
 )
-from codelsr.index import generations
+from codelsr.index import generations, milvus_backend
 from codelsr.index.backends import BACKENDS, choose_backend
 from codelsr.index.incremental import (
     DELTA,
@@ -60,6 +62,8 @@ from codelsr.index.store import (
     write_segment_chunks,
 )
 from codelsr.records import SparseVector
+
+_log = logging.getLogger(__name__)
 
 # progress(stage, done, total); stages: "chunking", "encoding", "writing"
 Progress = Callable[[str, int, int], None]
@@ -279,6 +283,7 @@ def build_index(
     options: ChunkingOptions | None = None,
     progress: Progress | None = None,
     lock_timeout: float = 0,
+    milvus_uri: str | None = None,
 ) -> IndexReport:
     """Index ``repo`` into a new generation and publish it.
 
@@ -288,7 +293,11 @@ def build_index(
     unchanged chunks reuse their vectors unless ``force``. The previous generation stays
     searchable until the new one is complete; on any error nothing is published.
     ``lock_timeout``: seconds to wait for another writer of the same index (0: fail at once).
+    ``milvus_uri`` (or ``CODELSR_MILVUS_URI`` for a new index) selects the Milvus backend and its
+    engine; a reindex keeps the engine the index was synced to unless another is given.
     """
+    if milvus_uri is not None:
+        backend = "milvus"
     started = time.perf_counter()
     repo = Path(repo).expanduser()
     if not repo.exists():
@@ -315,8 +324,10 @@ def build_index(
         if options is None:
             options = _previous_options(previous)
         base = None if force else _load_base(root, enc.encoder_id)
+        if backend is None and previous is None and os.environ.get(milvus_backend.URI_ENV):
+            backend = "milvus"
         try:
-            report = _build(repo, root, spec, enc, base, backend, options, progress, started)
+            report = _build(repo, root, spec, enc, base, backend, options, progress, started, milvus_uri)
         finally:
             if base is not None:
                 base.close()
@@ -405,8 +416,16 @@ def _write_delta(tmp: Path, records: list[FileRecord], base: _Base, fresh: Forwa
                      main_terms + (len(delta.terms) if delta is not None else 0))
 
 
+def _milvus_target(enc: SparseEncoder, base: _Base | None, milvus_uri: str | None) -> milvus_backend.MilvusTarget:
+    """The engine a Milvus build writes to: the one asked for, else the index's, else the default."""
+    if milvus_uri is None and base is not None and base.manifest.backend == "milvus":
+        milvus_uri = base.manifest.backend_settings.get("uri")
+    return milvus_backend.target_for(enc.encoder_id, milvus_uri)
+
+
 def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | None, backend: str | None,
-           options: ChunkingOptions, progress: Progress | None, started: float) -> IndexReport:
+           options: ChunkingOptions, progress: Progress | None, started: float,
+           milvus_uri: str | None = None) -> IndexReport:
     scanned_ns = time.time_ns()
     fingerprint = worktree_fingerprint(repo)
     # Incremental only when the chunks of unchanged files would come out the same.
@@ -440,6 +459,10 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
         else:
             written = _write_delta(tmp, records, base, fresh, fresh_rows)
         records = written.records
+        synced = None
+        if written.backend == "milvus":
+            target = _milvus_target(enc, base, milvus_uri)
+            written.backend_settings = {**target.settings(), "repo": milvus_backend.repo_key(root)}
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         FileTable(written.main_rows, written.delta_rows, records, git.head if git is not None else None,
                   sorted(git.dirty) if git is not None else [], scanned_ns, changes.skip_records).write(tmp)
@@ -472,10 +495,24 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
             extra={"worktree_fingerprint": fingerprint},
         )
         manifest.write(tmp)
+        if written.backend == "milvus":
+            # The engine gets the new chunks before the generation is published, loses the dead
+            # ones after: readers of either generation find all of theirs (milvus_backend doc).
+            same = (base is not None and base.folder.parent == root and base.manifest.backend == "milvus"
+                    and base.manifest.backend_settings == written.backend_settings)
+            synced = milvus_backend.sync(target, written.backend_settings["repo"], root, tmp,
+                                         base.folder if same else None, base.manifest.chunk_count if same else None)
         gen = generations.publish(root, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if synced is not None:
+        try:
+            milvus_backend.finish(synced, root)
+        except milvus_backend.MilvusError as exc:
+            # Published and correct: readers drop entities their generation lacks, and the marker
+            # left behind makes the next build reconcile.
+            _log.warning("%s: dead chunks stay in Milvus until the next build (%s)", repo, exc)
     if progress:
         progress("writing", 1, 1)
     return IndexReport(

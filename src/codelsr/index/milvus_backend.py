@@ -229,11 +229,16 @@ def client(target: MilvusTarget):
 def close_clients() -> None:
     """Close every engine connection of this process (Milvus Lite then stops its server)."""
     with _clients_lock:
-        for c in _clients.values():
+        for uri, c in _clients.items():
             try:
                 c.close()
             except Exception:  # noqa: BLE001 - closing a dead connection
                 pass
+            if not re.match(r"^[a-z][a-z0-9+.-]*://", uri):
+                # Closing the client leaves Milvus Lite's server running, holding the file's lock.
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(uri)
         _clients.clear()
         _ensured.clear()
 

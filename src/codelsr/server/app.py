@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -35,7 +36,8 @@ from codelsr.index import generations
 from codelsr.index.build import IndexReport, previous_manifest
 from codelsr.index.paths import index_root_for
 from codelsr.records import Hit
-from codelsr.search import DEFAULT_SNIPPET_CHARS, MAX_K, search_index, validate_query
+from codelsr.index.milvus_backend import URI_ENV as MILVUS_URI_ENV
+from codelsr.search import DEFAULT_SNIPPET_CHARS, MAX_K, one_engine, search_engine, search_index, validate_query
 from codelsr.server.builds import Build, BuildTracker
 from codelsr.server.models import (
     ExplainMatchResult,
@@ -200,8 +202,9 @@ class CodelsrTools:
                 ) from None
 
     def _run_build(self, build: Build) -> IndexReport:
+        # ``serve --milvus URI`` / CODELSR_MILVUS_URI: every build through the server syncs to that engine.
         return build_index(build.repo, build.encoder, force=build.force, progress=build.update,
-                           lock_timeout=LOCK_WAIT_SECONDS)
+                           lock_timeout=LOCK_WAIT_SECONDS, milvus_uri=os.environ.get(MILVUS_URI_ENV) or None)
 
     def _status(self, repo: Path) -> RepoStatus:
         build = self.builds.get(repo)
@@ -240,6 +243,9 @@ class CodelsrTools:
         if len(readers) == 1:
             result = search_index(readers[0], query, k=k, offset=offset, **kwargs)
             hits, next_offset = result.hits, result.next_offset
+        elif one_engine(readers):
+            # One collection holds them all: one engine query, idf over the repositories searched.
+            hits, next_offset = search_engine(readers, query, k=k, offset=offset, **kwargs)
         else:
             # Each repository's best offset+k, pooled by score: the page is exact, like one index.
             pooled, more = [], False
