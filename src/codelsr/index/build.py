@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from codelsr.index.incremental import (
 )
 from codelsr.index.manifest import IndexManifest
 from codelsr.index.paths import index_root_for
+from codelsr.index.siblings import find_sibling
 from codelsr.index.status import worktree_fingerprint
 from codelsr.index.store import (
     CHUNKS_DB,
@@ -61,6 +63,7 @@ from codelsr.index.store import (
     file_sizes,
     write_segment_chunks,
 )
+from codelsr.index.vector_store import VectorStore, open_store
 from codelsr.records import SparseVector
 
 _log = logging.getLogger(__name__)
@@ -324,17 +327,62 @@ def build_index(
         if options is None:
             options = _previous_options(previous)
         base = None if force else _load_base(root, enc.encoder_id)
+        sibling_lock = None
+        if base is None and previous is None and not force:
+            base, sibling_lock = _sibling_base(repo, root, enc.encoder_id)
         if backend is None and previous is None and os.environ.get(milvus_backend.URI_ENV):
             backend = "milvus"
         try:
-            report = _build(repo, root, spec, enc, base, backend, options, progress, started, milvus_uri)
+            report = _build(repo, root, spec, enc, base, backend, options, progress, started, milvus_uri,
+                            reuse_vectors=not force)
         finally:
             if base is not None:
                 base.close()
+            if sibling_lock is not None:
+                sibling_lock.release()
         generations.clean_up(root)
     finally:
         lock.release()
     return report
+
+
+def _sibling_base(repo: Path, root: Path, encoder_id: str) -> tuple[_Base | None, filelock.FileLock | None]:
+    """A first build's starting point: the generation of another worktree/clone of this repository
+    (``siblings``), held under that index's write lock so its generations stay while we link them."""
+    sibling = find_sibling(repo, root, encoder_id)
+    if sibling is None:
+        return None, None
+    lock = filelock.FileLock(str(sibling / generations.LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return None, None  # the sibling is being written; build on our own
+    base = _load_base(sibling, encoder_id)
+    if base is None:
+        lock.release()
+        return None, None
+    return base, lock
+
+
+def _cached_vectors(base: _Base | None, store: VectorStore | None, hashes: set[str]) -> dict[str, SparseVector]:
+    """Vectors already computed for these chunk texts: from the index's own segments, then from the
+    vector store shared by all indexes of the encoder."""
+    cache = base.vectors_for(hashes) if base is not None else {}
+    missing = hashes - cache.keys()
+    if store is not None and missing:
+        try:
+            cache.update(store.get(missing))
+        except sqlite3.Error as exc:
+            _log.warning("vector store %s unreadable (%s); encoding without it", store.path, exc)
+    return cache
+
+
+def _store_new(store: VectorStore | None, cache: dict[str, SparseVector], new: set[str], replace: bool) -> None:
+    if store is not None and new:
+        try:
+            store.put({h: cache[h] for h in new}, replace=replace)
+        except sqlite3.Error as exc:
+            _log.warning("vector store %s not updated (%s)", store.path, exc)
 
 
 @dataclass
@@ -425,7 +473,7 @@ def _milvus_target(enc: SparseEncoder, base: _Base | None, milvus_uri: str | Non
 
 def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | None, backend: str | None,
            options: ChunkingOptions, progress: Progress | None, started: float,
-           milvus_uri: str | None = None) -> IndexReport:
+           milvus_uri: str | None = None, reuse_vectors: bool = True) -> IndexReport:
     scanned_ns = time.time_ns()
     fingerprint = worktree_fingerprint(repo)
     # Incremental only when the chunks of unchanged files would come out the same.
@@ -437,8 +485,16 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
     new_records, fresh_rows = _chunk_changed(changes.changed, options, progress)
     records = sorted([*changes.unchanged, *new_records], key=lambda r: r.path)
     hashes = [r[8] for r in fresh_rows]  # content_hash column
-    cache = base.vectors_for(set(hashes)) if base is not None else {}
-    vectors, n_encoded = encode_with_cache(enc, [r[9] for r in fresh_rows], hashes, cache, progress)
+    store = open_store(enc.encoder_id)
+    try:
+        # --force re-encodes everything: it neither reads the store nor keeps its old vectors
+        cache = _cached_vectors(base, store if reuse_vectors else None, set(hashes))
+        known = set(cache)
+        vectors, n_encoded = encode_with_cache(enc, [r[9] for r in fresh_rows], hashes, cache, progress)
+        _store_new(store, cache, set(hashes) - known, replace=not reuse_vectors)
+    finally:
+        if store is not None:
+            store.close()
     fresh = ForwardIndex.from_vectors(vectors)
     if progress:
         progress("writing", 0, 1)

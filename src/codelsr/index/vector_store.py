@@ -1,0 +1,119 @@
+"""Chunk vectors by content hash, shared by every index of one encoder.
+
+Why: a document vector depends on the chunk's text and the encoder alone (``encoders.base``), so
+a chunk encoded once never needs encoding again, in whatever repository, worktree, branch or fork
+it shows up. Each generation keeps its own forward index (the source of truth for search and
+``explain_match``); this store only spares the encoder. It lives under the codelsr home, one
+SQLite file per encoder id: ``vectors/<hash of encoder id>/vectors.sqlite`` with an interned
+term table, and vectors as float32 arrays, the precision the forward index keeps, so a vector
+read back gives the same index as one just encoded.
+
+SQLite makes concurrent writers (several builds, git hooks) safe; a write is one transaction, so
+a killed build leaves the store as it was or with all of that batch. A damaged or unwritable
+store never fails a build: ``open_store`` and the methods fall back to "nothing cached".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from codelsr.index.paths import codelsr_home
+from codelsr.records import SparseVector
+
+_log = logging.getLogger(__name__)
+
+STORE_DIR = "vectors"
+STORE_FILE = "vectors.sqlite"
+_BATCH = 900  # under SQLite's bound-parameter limit
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS terms (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS vectors (
+    content_hash TEXT PRIMARY KEY,
+    term_ids BLOB NOT NULL,   -- int32 ids into terms
+    weights BLOB NOT NULL     -- float32, same order
+) WITHOUT ROWID;
+"""
+
+
+def store_path(encoder_id: str) -> Path:
+    digest = hashlib.sha1(encoder_id.encode("utf-8")).hexdigest()[:16]
+    return codelsr_home() / STORE_DIR / digest / STORE_FILE
+
+
+class VectorStore:
+    """Content hash -> sparse vector for one encoder (see the module docstring)."""
+
+    def __init__(self, path: Path, encoder_id: str):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'encoder_id'").fetchone()
+        if row is None:
+            with self._db:
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('encoder_id', ?)", (encoder_id,))
+        elif row[0] != encoder_id:
+            raise sqlite3.DatabaseError(f"{path} holds vectors of {row[0]!r}, not {encoder_id!r}")
+
+    def get(self, hashes: Iterable[str]) -> dict[str, SparseVector]:
+        """The stored vectors among ``hashes``."""
+        hashes = list(dict.fromkeys(hashes))
+        rows: list[tuple[str, bytes, bytes]] = []
+        for lo in range(0, len(hashes), _BATCH):
+            batch = hashes[lo:lo + _BATCH]
+            rows += self._db.execute(
+                f"SELECT content_hash, term_ids, weights FROM vectors WHERE content_hash IN ({','.join('?' * len(batch))})",
+                batch).fetchall()
+        decoded = [(h, np.frombuffer(i, dtype=np.int32), np.frombuffer(w, dtype=np.float32)) for h, i, w in rows]
+        needed = sorted({int(t) for _, ids, _ in decoded for t in ids})
+        names: dict[int, str] = {}
+        for lo in range(0, len(needed), _BATCH):
+            batch = needed[lo:lo + _BATCH]
+            names.update(self._db.execute(
+                f"SELECT id, term FROM terms WHERE id IN ({','.join('?' * len(batch))})", batch).fetchall())
+        return {h: {names[int(t)]: float(w) for t, w in zip(ids, ws)} for h, ids, ws in decoded}
+
+    def put(self, vectors: Mapping[str, SparseVector], replace: bool = False) -> int:
+        """Add vectors; existing hashes are kept as they are unless ``replace``. Returns rows written."""
+        if not vectors:
+            return 0
+        with self._db:  # one transaction: all of this batch or none of it
+            terms = sorted({t for vec in vectors.values() for t in vec})
+            self._db.executemany("INSERT OR IGNORE INTO terms (term) VALUES (?)", ((t,) for t in terms))
+            ids: dict[str, int] = {}
+            for lo in range(0, len(terms), _BATCH):
+                batch = terms[lo:lo + _BATCH]
+                ids.update((t, i) for i, t in self._db.execute(
+                    f"SELECT id, term FROM terms WHERE term IN ({','.join('?' * len(batch))})", batch))
+            before = self._db.total_changes
+            self._db.executemany(
+                f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO vectors VALUES (?, ?, ?)",
+                ((h, np.fromiter((ids[t] for t in vec), dtype=np.int32, count=len(vec)).tobytes(),
+                  np.fromiter(vec.values(), dtype=np.float32, count=len(vec)).tobytes())
+                 for h, vec in vectors.items()))
+            return self._db.total_changes - before
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM vectors").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def open_store(encoder_id: str) -> VectorStore | None:
+    """The store of ``encoder_id``, or None (logged) when it cannot be opened: builds go on without it."""
+    path = store_path(encoder_id)
+    try:
+        return VectorStore(path, encoder_id)
+    except (sqlite3.Error, OSError) as exc:
+        _log.warning("vector store %s unusable (%s); encoding without it", path, exc)
+        return None
