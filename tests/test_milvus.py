@@ -244,3 +244,39 @@ def test_same_hits_as_the_exact_backend(tmp_path):
 
     hit = search_index(mv, "levenshtein edit distance", k=1).hits[0]
     assert explain_chunk(mv, "levenshtein edit distance", hit.chunk_id).score == pytest.approx(hit.score, rel=1e-6)
+
+
+async def test_the_mcp_server_with_milvus_indexes_into_one_collection_and_searches_both_in_one_query(
+        tmp_path, monkeypatch):
+    import json as _json
+
+    import mcp
+
+    from codelsr.server import create_server
+
+    root = tmp_path / "workspace"
+    root.mkdir()
+    make_git_repo(root / "sample", SAMPLE_FILES)
+    make_repo(root / "other", n_files=12, seed=3)
+    monkeypatch.setenv(mb.URI_ENV, str(tmp_path / "served.db"))  # what `codelsr serve --milvus URI` sets
+    calls = []
+    real = mb.engine_search
+    monkeypatch.setattr(mb, "engine_search", lambda *a, **kw: calls.append(a[1]) or real(*a, **kw))
+
+    async with mcp.Client(create_server([root]), mode="legacy") as c:
+        for name in ("sample", "other"):
+            res = await c.call_tool("index_repo", {"path": str(root / name)})
+            assert not res.is_error, res.content[0].text
+            assert res.structured_content["backend"] == "milvus"
+        calls.clear()
+        res = await c.call_tool("search_code", {"query": "parse token retry backoff", "k": 10, "path_glob": "*.md",
+                                                "repo": [str(root / "sample"), str(root / "other")]})
+        assert not res.is_error, res.content[0].text
+        out = _json.loads(res.content[0].text)
+        assert len(calls) == 1 and len(calls[0]) == 2  # one engine query over both repositories
+        assert {h["repo"] for h in out["hits"]} == {str(root / "sample"), str(root / "other")}
+        assert all(h["path"].endswith(".md") for h in out["hits"])
+        hit = out["hits"][0]
+        res = await c.call_tool("explain_match", {"query": "parse token retry backoff", "chunk_id": hit["chunk_id"],
+                                                  "repo": hit["repo"]})
+        assert not res.is_error and res.structured_content["terms"]
