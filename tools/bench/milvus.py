@@ -52,7 +52,7 @@ def bench_milvus(coll, queries, truths, scorer, log, flush: bool = False) -> dic
                     a, b = int(fwd.indptr[r]), int(fwd.indptr[r + 1])
                     ents.append({"pk": f"{KEY}:{r}", "repo": KEY, "path": "p", "language": "x",
                                  "vector": mb.hashed_vector(dims[fwd.indices[a:b]], fwd.data[a:b])})
-                c.upsert(target.collection, ents)
+                c.insert(target.collection, ents)  # as a first build does (milvus_backend.sync)
             insert_s = time.perf_counter() - t0
             if flush:  # seal the segments: the engine then builds its sparse index over them
                 c.flush(target.collection)

@@ -441,9 +441,11 @@ def sync(target: MilvusTarget, key: str, index_root: Path, new_folder: Path,
     if add:
         dims = term_ids(live.forward.terms)
         c = client(target)
+        # Milvus does not enforce unique pks on insert: insert only what the engine was just seen
+        # to lack (a reconciliation, e.g. a first build); upsert (delete + insert, slower) otherwise.
+        write = c.insert if reconciled else c.upsert
         for lo in range(0, len(add), WRITE_BATCH):
-            # upsert, not insert: a rerun after a crash may write the same pk again
-            _call("upsert", c.upsert, target.collection, _entities(key, live, add[lo:lo + WRITE_BATCH], dims))
+            _call("write", write, target.collection, _entities(key, live, add[lo:lo + WRITE_BATCH], dims))
     return SyncPlan(target, key, len(add), stale, reconciled)
 
 
