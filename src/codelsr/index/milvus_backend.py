@@ -83,10 +83,12 @@ def available() -> bool:
 
 
 def _import_pymilvus():
-    """pymilvus, with ``pkg_resources`` stood in for when setuptools >= 81 dropped it.
+    """pymilvus, with milvus-lite imported under a stand-in ``pkg_resources`` where setuptools >= 81
+    dropped it.
 
-    milvus-lite 2.5.1 imports ``pkg_resources`` for one thing, its own version string; the stand-in
-    answers that from ``importlib.metadata`` and is only installed when the real one is missing."""
+    milvus-lite 2.5.1 imports ``pkg_resources`` for one thing, its own version string. The stand-in
+    answers that from ``importlib.metadata``, exists only while milvus-lite is imported, and is
+    removed afterwards: other code (pytest, for one) takes any ``pkg_resources`` module for the real one."""
     try:
         import pkg_resources  # noqa: F401
     except ImportError:
@@ -103,7 +105,14 @@ def _import_pymilvus():
 
         shim.DistributionNotFound = DistributionNotFound  # type: ignore[attr-defined]
         shim.get_distribution = get_distribution  # type: ignore[attr-defined]
-        sys.modules.setdefault("pkg_resources", shim)
+        sys.modules["pkg_resources"] = shim
+        try:
+            import milvus_lite.server_manager  # noqa: F401 - imported now, under the stand-in
+        except ImportError:
+            pass  # no milvus-lite: a server URI still works
+        finally:
+            if sys.modules.get("pkg_resources") is shim:
+                del sys.modules["pkg_resources"]
     import pymilvus
 
     return pymilvus

@@ -4,11 +4,13 @@ Why: a document vector depends on the chunk's text and the encoder alone (``enco
 a chunk encoded once never needs encoding again, in whatever repository, worktree, branch or fork
 it shows up. Each generation keeps its own forward index (the source of truth for search and
 ``explain_match``); this store only spares the encoder. It lives under the codelsr home, one
-SQLite file per encoder id: ``vectors/<hash of encoder id>/vectors.sqlite`` with an interned
-term table, and vectors as float32 arrays, the precision the forward index keeps, so a vector
-read back gives the same index as one just encoded.
+SQLite file per encoder id: ``vectors/<hash of encoder id>/vectors.sqlite``, one row per content
+hash holding the vector's terms (NUL-separated UTF-8) and weights (float32, the precision the
+forward index keeps, so a vector read back gives the same index as one just encoded). No shared
+term table: a lookup is one primary-key read, a write one insert.
 
-SQLite makes concurrent writers (several builds, git hooks) safe; a write is one transaction, so
+SQLite makes concurrent writers (several builds, git hooks) safe (a rollback journal: WAL would
+keep a second copy of every page written in a ``-wal`` file); a write is one transaction, so
 a killed build leaves the store as it was or with all of that batch. A damaged or unwritable
 store never fails a build: ``open_store`` and the methods fall back to "nothing cached".
 """
@@ -34,10 +36,9 @@ _BATCH = 900  # under SQLite's bound-parameter limit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS terms (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS vectors (
     content_hash TEXT PRIMARY KEY,
-    term_ids BLOB NOT NULL,   -- int32 ids into terms
+    terms BLOB NOT NULL,      -- UTF-8 terms separated by NUL
     weights BLOB NOT NULL     -- float32, same order
 ) WITHOUT ROWID;
 """
@@ -55,7 +56,6 @@ class VectorStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT value FROM meta WHERE key = 'encoder_id'").fetchone()
         if row is None:
@@ -67,37 +67,25 @@ class VectorStore:
     def get(self, hashes: Iterable[str]) -> dict[str, SparseVector]:
         """The stored vectors among ``hashes``."""
         hashes = list(dict.fromkeys(hashes))
-        rows: list[tuple[str, bytes, bytes]] = []
+        out: dict[str, SparseVector] = {}
         for lo in range(0, len(hashes), _BATCH):
             batch = hashes[lo:lo + _BATCH]
-            rows += self._db.execute(
-                f"SELECT content_hash, term_ids, weights FROM vectors WHERE content_hash IN ({','.join('?' * len(batch))})",
-                batch).fetchall()
-        decoded = [(h, np.frombuffer(i, dtype=np.int32), np.frombuffer(w, dtype=np.float32)) for h, i, w in rows]
-        needed = sorted({int(t) for _, ids, _ in decoded for t in ids})
-        names: dict[int, str] = {}
-        for lo in range(0, len(needed), _BATCH):
-            batch = needed[lo:lo + _BATCH]
-            names.update(self._db.execute(
-                f"SELECT id, term FROM terms WHERE id IN ({','.join('?' * len(batch))})", batch).fetchall())
-        return {h: {names[int(t)]: float(w) for t, w in zip(ids, ws)} for h, ids, ws in decoded}
+            for h, terms, weights in self._db.execute(
+                    f"SELECT content_hash, terms, weights FROM vectors WHERE content_hash IN "
+                    f"({','.join('?' * len(batch))})", batch):
+                names = terms.decode("utf-8", "surrogatepass").split("\0") if terms else []
+                out[h] = dict(zip(names, np.frombuffer(weights, dtype=np.float32).tolist()))
+        return out
 
     def put(self, vectors: Mapping[str, SparseVector], replace: bool = False) -> int:
         """Add vectors; existing hashes are kept as they are unless ``replace``. Returns rows written."""
         if not vectors:
             return 0
         with self._db:  # one transaction: all of this batch or none of it
-            terms = sorted({t for vec in vectors.values() for t in vec})
-            self._db.executemany("INSERT OR IGNORE INTO terms (term) VALUES (?)", ((t,) for t in terms))
-            ids: dict[str, int] = {}
-            for lo in range(0, len(terms), _BATCH):
-                batch = terms[lo:lo + _BATCH]
-                ids.update((t, i) for i, t in self._db.execute(
-                    f"SELECT id, term FROM terms WHERE term IN ({','.join('?' * len(batch))})", batch))
             before = self._db.total_changes
             self._db.executemany(
                 f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO vectors VALUES (?, ?, ?)",
-                ((h, np.fromiter((ids[t] for t in vec), dtype=np.int32, count=len(vec)).tobytes(),
+                ((h, "\0".join(vec).encode("utf-8", "surrogatepass"),
                   np.fromiter(vec.values(), dtype=np.float32, count=len(vec)).tobytes())
                  for h, vec in vectors.items()))
             return self._db.total_changes - before
