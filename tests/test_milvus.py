@@ -18,7 +18,7 @@ from test_incremental import QUERIES, make_repo, module_text
 from codelsr.index import build_index, open_index
 from codelsr.index import milvus_backend as mb
 from codelsr.index import reader as reader_module
-from codelsr.index.paths import index_root_for
+from codelsr.index.catalog import index_root_for
 from codelsr.search import search, search_engine, search_index
 
 pytestmark = pytest.mark.skipif(not mb.available(), reason="pymilvus / milvus-lite not installed (codelsr[milvus])")

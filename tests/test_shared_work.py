@@ -13,7 +13,7 @@ from test_incremental import make_repo, module_text
 
 from codelsr.index import build_index, open_index
 from codelsr.index import reader as reader_module
-from codelsr.index.paths import index_root_for
+from codelsr.index.catalog import index_root_for
 from codelsr.index.vector_store import VectorStore, open_store, store_path
 from codelsr.search import search
 

@@ -58,23 +58,48 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    repos = args.repo or [Path(".")]
+    if len(repos) > 1:
+        return _search_several(args, repos)
     from codelsr.search import search
 
-    result = search(args.repo, args.query, k=args.k, offset=args.offset, path_glob=args.glob,
+    result = search(repos[0], args.query, k=args.k, offset=args.offset, path_glob=args.glob,
                     language=args.lang, max_chars=args.max_chars, encoder=args.encoder)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
         return 0
     print(f"# encoder: {result.encoder}  repo: {result.repo}")
-    if not result.hits:
+    _print_hits(result.hits, args.offset, with_repo=False)
+    return 0
+
+
+def _search_several(args: argparse.Namespace, repos: list[Path]) -> int:
+    """``codelsr search --repo A --repo B``: one ranking across the repositories, by score."""
+    from codelsr.search import search_repos
+
+    result = search_repos(repos, args.query, k=args.k, offset=args.offset, path_glob=args.glob,
+                          language=args.lang, max_chars=args.max_chars, encoder=args.encoder)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        return 0
+    encoders = ", ".join(sorted(set(result.encoders.values())))
+    print(f"# encoder: {encoders}  repos: {', '.join(result.repos)}")
+    if result.mixed_encoders:
+        print("# indexed with different encoders, whose scores are not on one scale: the interleaving is approximate")
+    _print_hits(result.hits, args.offset, with_repo=True)
+    return 0
+
+
+def _print_hits(hits: list, offset: int, *, with_repo: bool) -> None:
+    if not hits:
         print("no matches")
-    for rank, hit in enumerate(result.hits, 1 + args.offset):
+    for rank, hit in enumerate(hits, 1 + offset):
         symbol = f"  {hit.symbol}" if hit.symbol else ""
+        where = f"  in {hit.repo}" if with_repo else ""
         print(f"\n{rank}. {hit.path}:{hit.start_line}-{hit.end_line}{symbol}  [{hit.language}]  "
-              f"score {hit.score:.3f}  id {hit.chunk_id}")
+              f"score {hit.score:.3f}  id {hit.chunk_id}{where}")
         for line in hit.snippet.splitlines():
             print(f"   {line}")
-    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -135,9 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("search", help="search an indexed repository")
+    p = sub.add_parser("search", help="search an indexed repository (or several: --repo A --repo B)")
     p.add_argument("query")
-    p.add_argument("--repo", default=".", type=Path)
+    p.add_argument("--repo", action="append", type=Path,
+                   help="the repository (default: the current folder); repeat it to search several at once")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--offset", type=int, default=0, help="skip this many hits (paging)")
     p.add_argument("--glob", help="only paths matching this glob, e.g. 'src/*.py'")
@@ -195,9 +221,9 @@ def _lazy(module: str, name: str):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from codelsr.index.status import harden_git_env
+    from codelsr.git import harden_env
 
-    harden_git_env()  # a repository's core.fsmonitor must not run programs when we index it
+    harden_env()  # a repository's core.fsmonitor must not run programs when we index it
     try:
         return int(args.func(args) or 0)
     except CodelsrError as exc:

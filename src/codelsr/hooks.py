@@ -31,6 +31,7 @@ from pathlib import Path
 
 import filelock
 
+from codelsr import git
 from codelsr.errors import CodelsrError, NotARepositoryError
 
 EVENTS = ("post-commit", "post-merge", "post-checkout", "post-rewrite")
@@ -64,17 +65,16 @@ exit $status
 
 
 def _git(repo: Path, *args: str) -> str:
+    """git's answer for ``args`` in ``repo``; a clear error when ``repo`` is not in a working tree."""
     try:
-        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=60,
-                             check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CodelsrError(f"could not run git in {repo}: {exc}") from exc
-    if out.returncode != 0:
+        return git.output(repo, *args)
+    except git.GitUnavailableError as exc:
+        raise CodelsrError(str(exc)) from exc
+    except git.GitError as exc:
         raise NotARepositoryError(
-            f"{repo} is not inside a git working tree ({out.stderr.strip() or 'git failed'}); "
+            f"{repo} is not inside a git working tree ({exc}); "
             "hooks need git: run `git init` first, or keep the index fresh with `codelsr index`"
-        )
-    return out.stdout.strip()
+        ) from exc
 
 
 def repository_top(path: Path) -> Path:
@@ -210,7 +210,7 @@ def _clean_git_environment() -> None:
 def run(path: Path, event: str, *, settle: float | None = None) -> int:
     """Reindex ``path`` for a git ``event``, coalescing with any run already going (see module)."""
     from codelsr.index import build_index
-    from codelsr.index.paths import index_root_for
+    from codelsr.index.catalog import index_root_for
 
     _clean_git_environment()
     repo = Path(path).expanduser().resolve()

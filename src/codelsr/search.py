@@ -131,14 +131,76 @@ def search(repo: Path | str, query: str, **kwargs) -> SearchResult:
     return search_index(open_index(repo), query, **kwargs)
 
 
-def search_repos(repos: Sequence[Path | str], query: str, *, k: int = 10, offset: int = 0, **kwargs) -> list[Hit]:
-    """Search several repositories and interleave their hits by score (ties: repo order)."""
-    pooled: list[tuple[float, int, int, Hit]] = []
-    for ri, repo in enumerate(repos):
-        for hi, hit in enumerate(search(repo, query, k=offset + k, **kwargs).hits):
-            pooled.append((-hit.score, ri, hi, hit))
-    pooled.sort(key=lambda t: t[:3])
-    return [t[3] for t in pooled[offset:offset + k]]
+@dataclass
+class MultiSearchResult:
+    """One page of the hits of several repositories, interleaved by score.
+
+    ``encoders`` maps each repository to the encoder its index was built with: scores of different
+    encoders are not on one scale, so ``mixed_encoders`` says when the interleaving is approximate."""
+
+    query: str
+    repos: list[str]
+    encoders: dict[str, str]
+    hits: list[Hit] = field(default_factory=list)
+    offset: int = 0
+    next_offset: int | None = None
+
+    @property
+    def mixed_encoders(self) -> bool:
+        return len(set(self.encoders.values())) > 1
+
+    def to_json(self) -> dict:
+        return {
+            "query": self.query,
+            "repos": self.repos,
+            "encoders": self.encoders,
+            "hits": [{**h.to_json(), "repo": h.repo} for h in self.hits],
+            "next_offset": self.next_offset,
+        }
+
+
+def best_hits(reader: IndexReader, query: str, n: int, **kwargs) -> tuple[list[Hit], bool]:
+    """The best ``n`` hits of one index (in pages of at most ``MAX_K``), and whether more exist."""
+    hits: list[Hit] = []
+    while len(hits) < n:
+        page = search_index(reader, query, k=min(MAX_K, n - len(hits)), offset=len(hits), **kwargs)
+        hits += page.hits
+        if page.next_offset is None:
+            return hits, False
+    return hits, True
+
+
+def search_readers(readers: Sequence[IndexReader], query: str, *, k: int = 10, offset: int = 0,
+                   **kwargs) -> MultiSearchResult:
+    """Search open indexes and interleave their hits by score (ties: reader order, then rank).
+
+    Each index gives its best ``offset + k``, so the page is exact, as if it were one index. See
+    ``search_index`` for the keyword arguments."""
+    query = validate_query(query, k, offset)
+    if len(readers) == 1:
+        one = search_index(readers[0], query, k=k, offset=offset, **kwargs)
+        hits, next_offset = one.hits, one.next_offset
+    elif one_engine(readers):
+        # One Milvus collection holds them all: one engine query, idf over the repositories searched.
+        hits, next_offset = search_engine(readers, query, k=k, offset=offset, **kwargs)
+    else:
+        pooled: list[tuple[float, int, int, Hit]] = []
+        more = False
+        for ri, reader in enumerate(readers):
+            top, has_more = best_hits(reader, query, offset + k, **kwargs)
+            more = more or has_more
+            pooled += [(-h.score, ri, hi, h) for hi, h in enumerate(top)]
+        pooled.sort(key=lambda t: t[:3])
+        hits = [t[3] for t in pooled[offset:offset + k]]
+        next_offset = offset + k if more or len(pooled) > offset + k else None
+    return MultiSearchResult(query=query, repos=[str(r.repo) for r in readers],
+                             encoders={str(r.repo): r.manifest.encoder_spec for r in readers},
+                             hits=hits, offset=offset, next_offset=next_offset)
+
+
+def search_repos(repos: Sequence[Path | str], query: str, **kwargs) -> MultiSearchResult:
+    """Search several indexed repositories at once; see ``search_readers``."""
+    return search_readers([open_index(r) for r in repos], query, **kwargs)
 
 
 class _SummedDocFreq(Mapping):

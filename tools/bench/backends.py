@@ -308,13 +308,13 @@ def vocabulary_cost(log, cases=VOCAB_CASES) -> list[dict]:
     The middle case draws ids from 30,522 but gives one document the id 151,935, so Seismic sees a
     151,936-wide vocabulary with ~30k non-empty lists: it isolates the cost of the width."""
     from codelsr.index import seismic_backend as sb
-    from tools.bench.corpus import _sample_rows, zipf_probabilities
+    from tools.bench.corpus import sample_rows, zipf_probabilities
 
     rows = []
     for n, drawn, width in cases:
         rng = np.random.default_rng(0)
         cdf = np.cumsum(zipf_probabilities(drawn))
-        indptr, indices, data = _sample_rows(rng, n, rng.integers(104, 210, size=n), cdf,
+        indptr, indices, data = sample_rows(rng, n, rng.integers(104, 210, size=n), cdf,
                                              rng.permutation(drawn), 0.0, 0.6)
         if width > drawn:
             indices = indices.copy()

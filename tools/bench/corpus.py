@@ -163,7 +163,7 @@ def zipf_probabilities(vocab: int, s: float = 1.0, offset: float = 10.0) -> np.n
     return p / p.sum()
 
 
-def _sample_rows(rng: np.random.Generator, n: int, lengths: np.ndarray, cdf: np.ndarray,
+def sample_rows(rng: np.random.Generator, n: int, lengths: np.ndarray, cdf: np.ndarray,
                  perm: np.ndarray, weight_mu: float, weight_sigma: float):
     """CSR rows of distinct Zipf-distributed ids with log-normal weights, built vectorised.
 
@@ -198,7 +198,7 @@ def synthetic_forward(n: int, vocab: int = QWEN3_VOCAB, seed: int = 0, work: Pat
     parts = []
     for lo in range(0, n, 50_000):  # blocks bound the temporary memory
         hi = min(n, lo + 50_000)
-        parts.append(_sample_rows(rng, hi - lo, lengths[lo:hi], cdf, perm, 0.0, 0.6))
+        parts.append(sample_rows(rng, hi - lo, lengths[lo:hi], cdf, perm, 0.0, 0.6))
     indptr = np.concatenate([[0]] + [p[0][1:] + off for p, off in
                                      zip(parts, np.cumsum([0] + [p[0][-1] for p in parts[:-1]]))])
     indices = np.concatenate([p[1] for p in parts])
@@ -219,7 +219,7 @@ def synthetic_queries(n_queries: int, vocab: int = QWEN3_VOCAB, seed: int = 1) -
     rng = np.random.default_rng(seed)
     cdf = np.cumsum(zipf_probabilities(vocab))
     lengths = rng.integers(10, 32, size=n_queries)  # ~10-30 distinct
-    indptr, indices, data = _sample_rows(rng, n_queries, lengths, cdf, perm, 0.0, 0.6)
+    indptr, indices, data = sample_rows(rng, n_queries, lengths, cdf, perm, 0.0, 0.6)
     return [(indices[indptr[i]:indptr[i + 1]].astype(np.int64), data[indptr[i]:indptr[i + 1]])
             for i in range(n_queries)]
 
@@ -227,11 +227,11 @@ def synthetic_queries(n_queries: int, vocab: int = QWEN3_VOCAB, seed: int = 1) -
 def real_queries(collection: Collection, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Query texts as (term ids, idf-weighted weights), exactly as ``IndexReader`` makes them."""
     from codelsr.encoders.lexical import LexicalEncoder
-    from codelsr.index.reader import _DocFreq
+    from codelsr.index.reader import DocFreq
 
     fwd = collection.forward
     term_ids = {t: i for i, t in enumerate(fwd.terms)}
-    enc = LexicalEncoder().bind_collection(fwd.n_rows, _DocFreq(term_ids, fwd.doc_freq()))
+    enc = LexicalEncoder().bind_collection(fwd.n_rows, DocFreq(term_ids, fwd.doc_freq()))
     out = []
     for vec in enc.encode_queries(texts):
         pairs = [(term_ids[t], w) for t, w in vec.items() if t in term_ids and w > 0]

@@ -24,11 +24,11 @@ def codelsr_exact(coll: Collection):
     """Query text -> top-10 rows through codelsr's lexical encoder and exact backend."""
     from codelsr.encoders.lexical import LexicalEncoder
     from codelsr.index.backends import ExactBackend
-    from codelsr.index.reader import _DocFreq
+    from codelsr.index.reader import DocFreq
 
     fwd = coll.forward
     term_ids = {t: i for i, t in enumerate(fwd.terms)}
-    enc = LexicalEncoder().bind_collection(fwd.n_rows, _DocFreq(term_ids, fwd.doc_freq()))
+    enc = LexicalEncoder().bind_collection(fwd.n_rows, DocFreq(term_ids, fwd.doc_freq()))
     exact = ExactBackend(fwd)
 
     def search(q: str) -> list[int]:

@@ -62,11 +62,10 @@ def timed(label: str, fn, results: dict):
 
 def search_latency(repo: Path) -> tuple[float, float]:
     """(ms to open the current generation, p50 ms per search)."""
-    from codelsr.index import reader as reader_module
-    from codelsr.index.reader import open_index
+    from codelsr.index.reader import forget_open_indexes, open_index
     from codelsr.search import search_index
 
-    reader_module._readers.clear()
+    forget_open_indexes()
     t0 = time.perf_counter()
     reader = open_index(repo)
     search_index(reader, QUERIES[0], k=10)

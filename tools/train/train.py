@@ -15,8 +15,9 @@ Stages (each logged to stderr and to ``<run-dir>/log.jsonl``):
    (:mod:`tools.train.output_vocab`), written as ``output_vocab.json`` so the encoder scores only
    those rows of the MLM head (several times faster; validation re-measured with it).
 
-Pooling follows the encoder exactly (:mod:`codelsr.encoders.splade`): max over real tokens of
-the raw MLM logits, then log(1 + ReLU) -- equal to pooling after the activation, and cheaper.
+Pooling is the encoder's own (:mod:`codelsr.encoders.splade.pooling`, called by both): max over
+real tokens of the raw MLM logits, then log(1 + ReLU) -- equal to pooling after the activation,
+and cheaper.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ class Encoder:
         """Pooled SPLADE reps (batch, vocab). The MLM head runs on real tokens only (no padding)."""
         import torch
 
+        from codelsr.encoders.splade.pooling import activate, max_over_tokens
+
         enc = self.tok(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
         ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
         kind = "cuda" if self.device.startswith("cuda") else "cpu"
@@ -124,9 +127,8 @@ class Encoder:
             hidden = self.net.base_model(input_ids=ids, attention_mask=mask)[0]  # shape (batch, length, hidden)
             real = hidden[mask.bool()]  # shape (n_real_tokens, hidden)
             logits = self.head(real)  # shape (n_real_tokens, vocab)
-        lengths = mask.sum(dim=1).tolist()
-        pooled = torch.stack([part.max(dim=0).values for part in torch.split(logits, lengths)])
-        return torch.log1p(torch.relu(pooled.float())) * self.keep  # shape (batch, vocab)
+        pooled = max_over_tokens(logits, mask.sum(dim=1).tolist())  # shape (batch, vocab)
+        return activate(pooled, keep=self.keep)  # the encoder's own activation: shape (batch, vocab)
 
     def head(self, states: Any) -> Any:
         """The MLM head (transform + tied decoder) on any (..., hidden) states."""

@@ -1,6 +1,8 @@
 """Files -> chunks: walk a repository, cut each file into functions, classes and windows.
 
-``walk_repository`` decides which files to index (and reports the rest with a reason);
+``walk_repository`` decides which files to index (and reports the rest with a reason), in two
+public steps that ``index.incremental`` reuses: ``list_candidates`` (git's list or a folder walk,
+excluded folders reported) and ``classify`` (one file's checks, returning its bytes and hash);
 ``chunk_file`` cuts one file's text into ``Chunk`` records with tree-sitter, falling back to
 line windows; ``chunk_repository`` does both for a whole tree. Language rules live as data in
 ``languages.py``; the coverage and windowing policy is described in ``windows.py``.
@@ -24,11 +26,15 @@ from codelsr.chunking.languages import (
 from codelsr.chunking.treesitter import extract_units
 from codelsr.chunking.walk import (
     ChunkingOptions,
+    ReadFile,
     RepoFile,
     SkippedFile,
     WalkResult,
+    classify,
+    decode_bytes,
     git_head,
     is_git_repository,
+    list_candidates,
     read_text,
     walk_repository,
 )
@@ -38,15 +44,19 @@ from codelsr.records import Chunk
 __all__ = [
     "ChunkingOptions",
     "ChunkingResult",
+    "ReadFile",
     "RepoFile",
     "SkippedFile",
     "WalkResult",
     "chunk_file",
     "chunk_repository",
+    "classify",
+    "decode_bytes",
     "detect_language",
     "git_head",
     "grammar_languages",
     "is_git_repository",
+    "list_candidates",
     "read_text",
     "walk_repository",
 ]

@@ -10,6 +10,7 @@ silently dropped, so ``codelsr index`` can say why a file is missing from result
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from codelsr import git
 from codelsr.chunking.languages import TEXT, detect_language, language_from_shebang, spec_for
 from codelsr.errors import NotARepositoryError
 
@@ -280,6 +282,18 @@ class RepoFile:
     size: int
 
 
+@dataclass(frozen=True)
+class ReadFile:
+    """A file ``classify`` kept, with the bytes its checks read (so nothing reads it twice), their
+    sha1, and the size and mtime of the file as read."""
+
+    file: RepoFile
+    data: bytes
+    sha1: str
+    size: int
+    mtime_ns: int
+
+
 @dataclass
 class WalkResult:
     """The files to index (sorted by path) and the ones left out, with reasons."""
@@ -288,7 +302,8 @@ class WalkResult:
     skipped: list[SkippedFile] = field(default_factory=list)
 
 
-def _check_root(root: Path) -> Path:
+def check_root(root: Path) -> Path:
+    """``root`` as a path, or ``NotARepositoryError`` saying what to pass instead."""
     root = Path(root).expanduser()
     if not root.exists():
         raise NotARepositoryError(
@@ -301,50 +316,15 @@ def _check_root(root: Path) -> Path:
     return root
 
 
-def _open_repo(root: Path):  # -> git.Repo | None
-    """The git repository whose working tree is exactly ``root``, or None.
-
-    A folder inside a repository counts as a plain folder: keeping ``root`` equal to the
-    working tree keeps every path relative to the same place.
-    """
-    try:
-        import git
-    except ImportError:  # GitPython raises at import when no git executable is found
-        return None
-    try:
-        repo = git.Repo(root)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError, OSError):
-        return None
-    if (
-        repo.bare
-        or repo.working_tree_dir is None
-        or Path(repo.working_tree_dir).resolve() != root.resolve()
-    ):
-        repo.close()
-        return None
-    return repo
-
-
 def is_git_repository(root: Path) -> bool:
     """Whether ``root`` is the top of a git working tree (not a bare repo, not a subfolder)."""
-    repo = _open_repo(Path(root))
-    if repo is None:
-        return False
-    repo.close()
-    return True
+    return git.is_worktree_root(Path(root))
 
 
 def git_head(root: Path) -> str | None:
     """The commit sha of HEAD; None for a plain folder or a repository with no commits."""
-    repo = _open_repo(Path(root))
-    if repo is None:
-        return None
-    try:
-        return repo.head.commit.hexsha
-    except (ValueError, TypeError):  # unborn branch: HEAD points at a ref with no commit
-        return None
-    finally:
-        repo.close()
+    root = Path(root)
+    return git.head(root) if git.is_worktree_root(root) else None
 
 
 def read_text(path: Path) -> str:
@@ -374,6 +354,36 @@ def decode_bytes(data: bytes) -> str:
     return data.decode("cp1252", "replace")
 
 
+def list_candidates(root: Path, options: ChunkingOptions, skipped: list[SkippedFile]) -> Iterator[str]:
+    """The listing step: relative paths (with ``/``) of the files under ``root`` worth a look.
+
+    In a git working tree, git's list (tracked plus untracked-but-not-ignored), sorted; elsewhere
+    a walk of the folder that prunes excluded folders as it goes. Folders left out are appended
+    to ``skipped`` (path ending in ``/``) with their reason, once each, as the listing reaches
+    them. Each path yielded still needs ``classify``. ``root`` must exist (see ``check_root``).
+    """
+    excluded = _DirMatcher(options.exclude_dirs)
+    reported_dirs: set[str] = set()
+    candidates: Iterable[str] | None = None
+    if git.is_worktree_root(root):
+        try:
+            candidates = git.listed_files(root)
+        except git.GitError as exc:  # e.g. "dubious ownership" of the repository
+            _log.warning("git could not list %s (%s); walking it as a plain folder", root, exc)
+    if candidates is None:
+        candidates = _plain_paths(root, excluded, options.exclude_globs, skipped, reported_dirs)
+    for rel in candidates:
+        skipped_dir = excluded.first_excluded_dir(rel)
+        if skipped_dir is not None:
+            if skipped_dir not in reported_dirs:
+                reported_dirs.add(skipped_dir)
+                reason = _dir_reason(skipped_dir)
+                if reason:
+                    skipped.append(SkippedFile(skipped_dir + "/", reason))
+            continue
+        yield rel
+
+
 def walk_repository(root: Path, options: ChunkingOptions = ChunkingOptions()) -> WalkResult:
     """The files of ``root`` to index, sorted by path, and the ones skipped with reasons.
 
@@ -382,36 +392,13 @@ def walk_repository(root: Path, options: ChunkingOptions = ChunkingOptions()) ->
     followed in a plain folder. Files git lists but that were deleted from the working tree
     are left out silently (they no longer exist to be skipped).
     """
-    root = _check_root(root)
+    root = check_root(root)
     resolved_root = root.resolve()
-    excluded = _DirMatcher(options.exclude_dirs)
     result = WalkResult()
-    reported_dirs: set[str] = set()
-
-    candidates: Iterable[str] | None = None
-    repo = _open_repo(root)
-    if repo is not None:
-        try:
-            candidates = _git_paths(repo)
-        except Exception as exc:  # git.GitCommandError, e.g. "dubious ownership" of the repo
-            _log.warning("git could not list %s (%s); walking it as a plain folder", root, exc)
-        finally:
-            repo.close()
-    if candidates is None:
-        candidates = _plain_paths(root, excluded, options.exclude_globs, result, reported_dirs)
-
-    for rel in candidates:
-        skipped_dir = excluded.first_excluded_dir(rel)
-        if skipped_dir is not None:
-            if skipped_dir not in reported_dirs:
-                reported_dirs.add(skipped_dir)
-                reason = _dir_reason(skipped_dir)
-                if reason:
-                    result.skipped.append(SkippedFile(skipped_dir + "/", reason))
-            continue
-        outcome = _classify(rel, root / rel, resolved_root, options)
-        if isinstance(outcome, RepoFile):
-            result.files.append(outcome)
+    for rel in list_candidates(root, options, result.skipped):
+        outcome = classify(rel, root / rel, resolved_root, options)
+        if isinstance(outcome, ReadFile):
+            result.files.append(outcome.file)
         elif isinstance(outcome, SkippedFile):
             result.skipped.append(outcome)
     result.files.sort(key=lambda f: f.path)
@@ -419,19 +406,11 @@ def walk_repository(root: Path, options: ChunkingOptions = ChunkingOptions()) ->
     return result
 
 
-def _git_paths(repo) -> list[str]:  # repo: git.Repo
-    """Tracked plus untracked-but-not-ignored paths, deduplicated (merge conflicts repeat)."""
-    raw: bytes = repo.git.ls_files(
-        "--cached", "--others", "--exclude-standard", "-z", stdout_as_string=False
-    )
-    return sorted({os.fsdecode(p) for p in raw.split(b"\0") if p})
-
-
 def _plain_paths(
     root: Path,
     excluded: _DirMatcher,
     globs: tuple[str, ...],
-    result: WalkResult,
+    skipped: list[SkippedFile],
     reported_dirs: set[str],
 ) -> Iterator[str]:
     """Relative paths under a plain folder, pruning excluded folders as it goes."""
@@ -439,7 +418,7 @@ def _plain_paths(
     def unreadable(error: OSError) -> None:
         if error.filename:
             rel = Path(error.filename).relative_to(root).as_posix()
-            result.skipped.append(SkippedFile(rel + "/", "unreadable"))
+            skipped.append(SkippedFile(rel + "/", "unreadable"))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
@@ -451,7 +430,7 @@ def _plain_paths(
                 reason = _dir_reason(rel) if excluded.matches(name) else "excluded"
                 if reason and rel not in reported_dirs:
                     reported_dirs.add(rel)
-                    result.skipped.append(SkippedFile(rel + "/", reason))
+                    skipped.append(SkippedFile(rel + "/", reason))
                 continue
             keep.append(name)
         dirnames[:] = keep
@@ -494,10 +473,10 @@ def _matches_any(name: str, globs: tuple[str, ...]) -> bool:
     return any(fnmatchcase(name, g) for g in globs)
 
 
-def _classify(
-    rel: str, path: Path, resolved_root: Path, options: ChunkingOptions
-) -> RepoFile | SkippedFile | None:
-    """Decide one file: a ``RepoFile`` to index, a ``SkippedFile``, or None (vanished)."""
+def classify(rel: str, path: Path, resolved_root: Path, options: ChunkingOptions) -> ReadFile | SkippedFile | None:
+    """Decide one file (``rel`` as listed, at ``path``; ``resolved_root`` is the resolved root):
+    a ``ReadFile`` to index, with the bytes the checks read and their hash, a ``SkippedFile``,
+    or None (listed but vanished). Name checks come first, so most skips never open the file."""
     if _glob_excluded(rel, options.exclude_globs):
         return SkippedFile(rel, "excluded")
     try:
@@ -525,7 +504,9 @@ def _classify(
     if _matches_any(lowered, _MINIFIED_GLOBS):
         return SkippedFile(rel, "minified")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            opened = os.fstat(f.fileno())  # the stat of the bytes read, recorded for the next scan
+            data = f.read()
     except OSError:
         return SkippedFile(rel, "unreadable")
     if b"\0" in data[:_BINARY_SNIFF_BYTES]:
@@ -540,7 +521,8 @@ def _classify(
         return SkippedFile(rel, "generated")
     if not prose and _looks_minified(data):
         return SkippedFile(rel, "minified")
-    return RepoFile(rel, path, language, info.st_size)
+    return ReadFile(RepoFile(rel, path, language, info.st_size), data, hashlib.sha1(data).hexdigest(),
+                    opened.st_size, opened.st_mtime_ns)
 
 
 def _has_generated_banner(data: bytes, *, prose: bool = False) -> bool:

@@ -16,21 +16,22 @@ _EXPORTS = {
     "IndexReport": "codelsr.index.build",
     "IndexStatus": "codelsr.index.status",
     "build_index": "codelsr.index.build",
-    "index_root_for": "codelsr.index.paths",
+    "index_root_for": "codelsr.index.catalog",
     "index_status": "codelsr.index.status",
-    "indexes_home": "codelsr.index.paths",
-    "is_indexed": "codelsr.index.reader",
+    "indexes_home": "codelsr.index.catalog",
+    "is_indexed": "codelsr.index.catalog",
     "list_indexes": "codelsr.index.status",
     "open_index": "codelsr.index.reader",
+    "resolve_encoder": "codelsr.index.build",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from codelsr.index.build import IndexReport, build_index
+    from codelsr.index.build import IndexReport, build_index, resolve_encoder
     from codelsr.index.manifest import IndexManifest
-    from codelsr.index.paths import index_root_for, indexes_home
-    from codelsr.index.reader import IndexReader, is_indexed, open_index
+    from codelsr.index.catalog import index_root_for, indexes_home, is_indexed
+    from codelsr.index.reader import IndexReader, open_index
     from codelsr.index.status import IndexStatus, index_status, list_indexes
 
 

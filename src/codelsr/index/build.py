@@ -28,8 +28,8 @@ import filelock
 import numpy as np
 
 import codelsr
-from codelsr.chunking import ChunkingOptions, SkippedFile, chunk_file
-from codelsr.chunking.walk import decode_bytes
+from codelsr import git
+from codelsr.chunking import ChunkingOptions, SkippedFile, chunk_file, decode_bytes
 from codelsr.encoders import get_encoder, normalise_spec
 from codelsr.encoders.base import SparseEncoder
 from codelsr.errors import (
@@ -37,25 +37,15 @@ from codelsr.errors import (
     CorruptIndexError,
     IndexBusyError,
     NotARepositoryError,
-    NotIndexedError,
 )
-from codelsr.index import generations, milvus_backend
+from codelsr.index import catalog, generations, milvus_backend
 from codelsr.index.backends import BACKENDS, choose_backend
-from codelsr.index.incremental import (
-    DELTA,
-    MAIN,
-    FileRecord,
-    FileTable,
-    git_changes,
-    scan,
-)
-from codelsr.index.manifest import IndexManifest
-from codelsr.index.paths import index_root_for
+from codelsr.index.incremental import git_changes, scan
+from codelsr.index.layout import CHUNKS_DB, DELTA, DELTA_DIR, MAIN, NEW, FileRecord, FileTable
+from codelsr.index.manifest import DeltaSegment, IndexManifest, MainSegment, Segments
 from codelsr.index.siblings import find_sibling
-from codelsr.index.status import worktree_fingerprint
 from codelsr.index.store import (
-    CHUNKS_DB,
-    DELTA_DIR,
+    ChunkRow,
     ForwardIndex,
     SegmentChunks,
     check_file_sizes,
@@ -119,11 +109,20 @@ def compaction_threshold(live_rows: int) -> int:
     return max(COMPACT_MIN_ROWS, int(COMPACT_FRACTION * live_rows))
 
 
-def previous_manifest(root: Path) -> IndexManifest | None:
-    try:
-        return IndexManifest.read(generations.current_generation(root))
-    except (NotIndexedError, CodelsrError):
-        return None
+def encoder_spec_for(requested: str | None, previous: IndexManifest | None, default: str | None = None) -> str:
+    """The encoder a build uses: the one asked for, else the existing index's, else ``default``
+    (``None``: the library default, lexical)."""
+    if requested is not None:
+        return normalise_spec(requested)
+    if previous is not None:
+        return normalise_spec(previous.encoder_spec)
+    return normalise_spec(default)
+
+
+def resolve_encoder(repo: Path | str, requested: str | None = None, default: str | None = None) -> str:
+    """``encoder_spec_for`` the repository's current index (what ``build_index`` will use)."""
+    return encoder_spec_for(requested, catalog.current_manifest(catalog.index_root_for(Path(repo).expanduser())),
+                            default)
 
 
 @dataclass
@@ -172,11 +171,11 @@ class _Base:
 def _load_base(root: Path, encoder_id: str) -> _Base | None:
     """The current generation if it used the same encoder and is intact; else None (rebuild)."""
     try:
-        gen = generations.current_generation(root)
-        manifest = IndexManifest.read(gen)
+        published = catalog.published_at(root)
+        gen, manifest = published.generation, published.manifest
         if manifest.encoder_id != encoder_id:
             return None
-        check_file_sizes(gen, manifest.segments.get("sizes", {}))
+        check_file_sizes(gen, manifest.segments.sizes)
         table = FileTable.read(gen)
         delta_forward = ForwardIndex.read(gen / DELTA_DIR) if table.delta_rows else None
         main_chunks = SegmentChunks(gen / CHUNKS_DB)
@@ -221,9 +220,6 @@ def _options_json(options: ChunkingOptions) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(options)))
 
 
-_NEW = 2  # segment code of chunks made by this run, before they are placed in main or delta
-
-
 def _stack_order(records: list[FileRecord], offsets: dict[int, int]) -> tuple[np.ndarray, list[FileRecord]]:
     """Rows (numbered across the stacked parts, ``offsets[segment]`` first) of ``records`` in
     path order, and the records renumbered to their place in the result."""
@@ -251,11 +247,11 @@ def _sources(records: list[FileRecord], placed: list[FileRecord], segment: int) 
 
 
 def _write_segment(folder: Path, records: list[FileRecord], parts: dict[int, tuple[ForwardIndex, Path | None]],
-                   fresh_rows: list[tuple]) -> tuple[ForwardIndex, list[FileRecord]]:
+                   fresh_rows: list[ChunkRow]) -> tuple[ForwardIndex, list[FileRecord]]:
     """Write one segment (chunks + vectors) holding ``records``' chunks, in path order.
 
     ``parts[segment] = (forward index, folder of its chunk table)`` for each source segment;
-    ``_NEW`` rows come from ``fresh_rows`` (their row number is their index there)."""
+    ``NEW`` rows come from ``fresh_rows`` (their row number is their index there)."""
     folder.mkdir(exist_ok=True)
     keys = sorted(parts)
     offsets, at = {}, 0
@@ -270,8 +266,8 @@ def _write_segment(folder: Path, records: list[FileRecord], parts: dict[int, tup
         if src is not None:
             old, new = _sources(records, placed, key)
             copies.append((src / CHUNKS_DB, old, new))
-    fresh_old, fresh_new = _sources(records, placed, _NEW)
-    fresh = [(int(n),) + fresh_rows[o][1:] for o, n in zip(fresh_old.tolist(), fresh_new.tolist())]
+    fresh_old, fresh_new = _sources(records, placed, NEW)
+    fresh = [fresh_rows[o]._replace(row=int(n)) for o, n in zip(fresh_old.tolist(), fresh_new.tolist())]
     write_segment_chunks(folder, copies, fresh)
     forward.write(folder)
     return forward, placed
@@ -308,7 +304,7 @@ def build_index(
     if not repo.is_dir():
         raise NotARepositoryError(f"{repo} is not a directory; pass the repository's root folder")
     repo = repo.resolve()
-    root = index_root_for(repo)
+    root = catalog.index_root_for(repo)
     root.mkdir(parents=True, exist_ok=True)
 
     lock = filelock.FileLock(str(root / generations.LOCK))
@@ -321,8 +317,8 @@ def build_index(
         ) from None
     try:
         generations.clean_up(root)
-        previous = previous_manifest(root)
-        spec = normalise_spec(encoder if encoder is not None else (previous.encoder_spec if previous else None))
+        previous = catalog.current_manifest(root)
+        spec = encoder_spec_for(encoder, previous)
         enc = get_encoder(spec)
         if options is None:
             options = _previous_options(previous)
@@ -401,15 +397,15 @@ class _Segments:
 
 
 def _chunk_changed(changed: list, options: ChunkingOptions, progress: Progress | None
-                   ) -> tuple[list[FileRecord], list[tuple]]:
-    """Chunk the changed files: their records (segment ``_NEW``) and their chunks as table rows."""
+                   ) -> tuple[list[FileRecord], list[ChunkRow]]:
+    """Chunk the changed files: their records (segment ``NEW``) and their chunks as table rows."""
     records: list[FileRecord] = []
-    rows: list[tuple] = []
+    rows: list[ChunkRow] = []
     if progress:
         progress("chunking", 0, len(changed))
     for done, cf in enumerate(changed, 1):
         chunks = chunk_file(cf.file.path, decode_bytes(cf.data), cf.file.language, options)
-        records.append(FileRecord(cf.file.path, cf.file.language, _NEW, len(rows), len(chunks), cf.sha1, cf.size,
+        records.append(FileRecord(cf.file.path, cf.file.language, NEW, len(rows), len(chunks), cf.sha1, cf.size,
                                   cf.mtime_ns))
         rows.extend(chunk_row(len(rows) + i, c) for i, c in enumerate(chunks))
         if progress:
@@ -418,9 +414,9 @@ def _chunk_changed(changed: list, options: ChunkingOptions, progress: Progress |
 
 
 def _write_main(tmp: Path, records: list[FileRecord], base: _Base | None, fresh: ForwardIndex,
-                fresh_rows: list[tuple], backend: str | None) -> _Segments:
+                fresh_rows: list[ChunkRow], backend: str | None) -> _Segments:
     """Compaction (or a first build): every live chunk into one new main segment, then its backend."""
-    parts: dict[int, tuple[ForwardIndex, Path | None]] = {_NEW: (fresh, None)}
+    parts: dict[int, tuple[ForwardIndex, Path | None]] = {NEW: (fresh, None)}
     if base is not None:
         parts[MAIN] = (base.main_forward, base.folder)
         if base.delta_forward is not None:
@@ -433,17 +429,17 @@ def _write_main(tmp: Path, records: list[FileRecord], base: _Base | None, fresh:
 
 
 def _write_delta(tmp: Path, records: list[FileRecord], base: _Base, fresh: ForwardIndex,
-                 fresh_rows: list[tuple]) -> _Segments:
+                 fresh_rows: list[ChunkRow]) -> _Segments:
     """A reindex: share the main segment's files, write a new delta with every file not in main."""
-    main = base.manifest.segments["main"]
-    for name in main["files"]:
+    main = base.manifest.segments.main
+    for name in main.files:
         generations.link_or_copy(base.folder / name, tmp / name)
     in_delta = [r for r in records if r.segment != MAIN]
     unchanged = all(r.segment == DELTA for r in in_delta) and len(in_delta) == sum(
         1 for r in base.table.files if r.segment == DELTA)
     delta = None
     if in_delta and not unchanged:
-        parts: dict[int, tuple[ForwardIndex, Path | None]] = {_NEW: (fresh, None)}
+        parts: dict[int, tuple[ForwardIndex, Path | None]] = {NEW: (fresh, None)}
         if base.delta_forward is not None:
             parts[DELTA] = (base.delta_forward, base.folder / DELTA_DIR)
         delta, placed = _write_segment(tmp / DELTA_DIR, in_delta, parts, fresh_rows)
@@ -458,9 +454,9 @@ def _write_delta(tmp: Path, records: list[FileRecord], base: _Base, fresh: Forwa
     delta_rows = sum(r.count for r in in_delta)
     # Terms of the main segment plus the delta's own: exact after each compaction, an upper bound
     # in between (counting the live terms exactly would mean reading the whole main segment).
-    main_terms = int(main.get("terms", 0))
+    main_terms = main.terms
     return _Segments(records, base.manifest.backend, base.manifest.backend_settings, base.table.main_rows,
-                     delta_rows, base.table.main_rows - live_main, list(main["files"]), main_terms,
+                     delta_rows, base.table.main_rows - live_main, list(main.files), main_terms,
                      main_terms + (len(delta.terms) if delta is not None else 0))
 
 
@@ -475,22 +471,23 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
            options: ChunkingOptions, progress: Progress | None, started: float,
            milvus_uri: str | None = None, reuse_vectors: bool = True) -> IndexReport:
     scanned_ns = time.time_ns()
-    fingerprint = worktree_fingerprint(repo)
+    state = git.head(repo), git.status(repo)  # asked once: the fingerprint and the scan share it
+    fingerprint = git.worktree_fingerprint(repo, state)
     # Incremental only when the chunks of unchanged files would come out the same.
     incremental = base is not None and base.manifest.chunking == _options_json(options)
     table = base.table if incremental else None
-    git = git_changes(repo, table.git_commit if table is not None else None)
-    changes = scan(repo, options, table, git)
+    vcs = git_changes(repo, table.git_commit if table is not None else None, state)
+    changes = scan(repo, options, table, vcs)
 
     new_records, fresh_rows = _chunk_changed(changes.changed, options, progress)
     records = sorted([*changes.unchanged, *new_records], key=lambda r: r.path)
-    hashes = [r[8] for r in fresh_rows]  # content_hash column
+    hashes = [r.content_hash for r in fresh_rows]
     store = open_store(enc.encoder_id)
     try:
         # --force re-encodes everything: it neither reads the store nor keeps its old vectors
         cache = _cached_vectors(base, store if reuse_vectors else None, set(hashes))
         known = set(cache)
-        vectors, n_encoded = encode_with_cache(enc, [r[9] for r in fresh_rows], hashes, cache, progress)
+        vectors, n_encoded = encode_with_cache(enc, [r.text for r in fresh_rows], hashes, cache, progress)
         _store_new(store, cache, set(hashes) - known, replace=not reuse_vectors)
     finally:
         if store is not None:
@@ -504,7 +501,7 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
     dead_and_new = (table.main_rows - live_main if table is not None else 0) + (n_live - live_main)
     # ``backend=None`` keeps what the index was built with: an explicit backend stays, auto stays auto.
     requested = backend if backend is not None else (
-        base.manifest.segments.get("main", {}).get("backend_requested") if base is not None else None)
+        base.manifest.segments.main.backend_requested if base is not None else None)
     compact = (table is None or dead_and_new > compaction_threshold(n_live)
                or choose_backend(requested, n_live) != base.manifest.backend)
 
@@ -520,8 +517,8 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
             target = _milvus_target(enc, base, milvus_uri)
             written.backend_settings = {**target.settings(), "repo": milvus_backend.repo_key(root)}
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        FileTable(written.main_rows, written.delta_rows, records, git.head if git is not None else None,
-                  sorted(git.dirty) if git is not None else [], scanned_ns, changes.skip_records).write(tmp)
+        FileTable(written.main_rows, written.delta_rows, records, vcs.head if vcs is not None else None,
+                  sorted(vcs.dirty) if vcs is not None else [], scanned_ns, changes.skip_records).write(tmp)
         manifest = IndexManifest(
             codelsr_version=codelsr.__version__,
             repo_path=str(repo),
@@ -530,8 +527,8 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
             encoder_settings=enc.settings(),
             backend=written.backend,
             backend_settings=written.backend_settings,
-            git_commit=git.head if git is not None else None,
-            git_dirty=bool(git.dirty) if git is not None else False,
+            git_commit=vcs.head if vcs is not None else None,
+            git_dirty=bool(vcs.dirty) if vcs is not None else False,
             chunk_count=n_live,
             file_count=len(records),
             term_count=written.term_count,
@@ -539,15 +536,15 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
             created_at=now,
             build_seconds=round(time.perf_counter() - started, 3),
             chunking=_options_json(options),
-            segments={
-                "main": {"rows": written.main_rows, "files": written.main_files, "terms": written.main_terms,
-                         "backend_requested": requested or "auto",
-                         "created_at": (now if compact else base.manifest.segments["main"].get("created_at"))},
-                "delta": {"rows": written.delta_rows},
-                "tombstones": written.tombstones,
-                "compacted": compact,
-                "sizes": file_sizes(tmp),
-            },
+            segments=Segments(
+                main=MainSegment(rows=written.main_rows, files=written.main_files, terms=written.main_terms,
+                                 backend_requested=requested or "auto",
+                                 created_at=now if compact else base.manifest.segments.main.created_at),
+                delta=DeltaSegment(rows=written.delta_rows),
+                tombstones=written.tombstones,
+                compacted=compact,
+                sizes=file_sizes(tmp),
+            ),
             extra={"worktree_fingerprint": fingerprint},
         )
         manifest.write(tmp)

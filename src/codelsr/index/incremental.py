@@ -24,113 +24,18 @@ collected), every file is examined and content hashes decide.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import logging
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from codelsr.errors import CorruptIndexError
+from codelsr import git
+from codelsr.index.layout import FileRecord, FileTable, SkipRecord
 
 if TYPE_CHECKING:  # the chunking package (tree-sitter) loads only when a scan runs, not for searches
-    from codelsr.chunking import ChunkingOptions, RepoFile, SkippedFile
+    from codelsr.chunking import ChunkingOptions, ReadFile, SkippedFile
 
-_log = logging.getLogger(__name__)
-
-FILES_TABLE = "files.json"
-FILES_TABLE_VERSION = 1
 RACY_NS = 2_000_000_000  # files modified this close to the last scan are re-hashed (coarse fs clocks)
-
-MAIN, DELTA = 0, 1
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    """One indexed file: its identity on disk and where its chunks are stored."""
-
-    path: str
-    language: str
-    segment: int  # MAIN or DELTA
-    start: int  # first row of its chunks in that segment
-    count: int  # number of chunks (0 for a blank file)
-    sha1: str
-    size: int
-    mtime_ns: int
-
-    def to_row(self) -> list:
-        return [self.path, self.language, self.segment, self.start, self.count, self.sha1, self.size, self.mtime_ns]
-
-
-@dataclass(frozen=True, slots=True)
-class SkipRecord:
-    """A file the walker skipped (binary, too large, ...), remembered with its stat so that an
-    unchanged one is not examined again."""
-
-    path: str
-    reason: str
-    size: int
-    mtime_ns: int
-
-
-@dataclass
-class FileTable:
-    """The ``files.json`` of a generation. Files are sorted by path (the order of a full walk)."""
-
-    main_rows: int
-    delta_rows: int
-    files: list[FileRecord]
-    git_commit: str | None = None
-    dirty: list[str] = field(default_factory=list)  # paths git reported as changed when indexed
-    scanned_ns: int = 0  # wall clock when the walk that produced this table started
-    skipped: list[SkipRecord] = field(default_factory=list)
-
-    def by_path(self) -> dict[str, FileRecord]:
-        return {f.path: f for f in self.files}
-
-    def write(self, folder: Path) -> None:
-        payload = {
-            "version": FILES_TABLE_VERSION, "main_rows": self.main_rows, "delta_rows": self.delta_rows,
-            "git_commit": self.git_commit, "dirty": self.dirty, "scanned_ns": self.scanned_ns,
-            "files": [f.to_row() for f in self.files],
-            "skipped": [[r.path, r.reason, r.size, r.mtime_ns] for r in self.skipped],
-        }
-        (folder / FILES_TABLE).write_text(json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
-                                          encoding="utf-8")
-
-    @classmethod
-    def read(cls, folder: Path) -> FileTable:
-        path = folder / FILES_TABLE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            if raw.get("version") != FILES_TABLE_VERSION:
-                raise ValueError(f"file table version {raw.get('version')}")
-            files = [FileRecord(str(p), str(lang), int(seg), int(start), int(count), str(sha), int(size), int(mt))
-                     for p, lang, seg, start, count, sha, size, mt in raw["files"]]
-            skipped = [SkipRecord(str(p), str(why), int(size), int(mt)) for p, why, size, mt in raw.get("skipped", [])]
-            table = cls(int(raw["main_rows"]), int(raw["delta_rows"]), files, raw.get("git_commit"),
-                        list(raw.get("dirty", [])), int(raw.get("scanned_ns", 0)), skipped)
-        except FileNotFoundError as exc:
-            raise CorruptIndexError(f"index file missing: {path}; rebuild with `codelsr index --force`") from exc
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CorruptIndexError(
-                f"index file damaged or unreadable: {path} ({type(exc).__name__}: {exc}); "
-                "rebuild it with `codelsr index --force`"
-            ) from exc
-        table.validate(path)
-        return table
-
-    def validate(self, path: Path) -> None:
-        """Every row of a segment belongs to at most one file, inside the segment's bounds."""
-        sizes = (self.main_rows, self.delta_rows)
-        for f in self.files:
-            if f.segment not in (MAIN, DELTA) or f.start < 0 or f.count < 0 or f.start + f.count > sizes[f.segment]:
-                raise CorruptIndexError(
-                    f"index file damaged: {path} (entry {f.path!r} points outside its segment); "
-                    "rebuild it with `codelsr index --force`"
-                )
 
 
 @dataclass
@@ -143,51 +48,23 @@ class GitChanges:
     dirty: set[str]
 
 
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    # --no-optional-locks: never take .git/index.lock, so a background reindex cannot make the
-    # user's next git command fail with "index.lock exists".
-    return subprocess.run(["git", "--no-optional-locks", "-C", str(repo), "-c", "core.quotepath=off", *args],
-                          capture_output=True, timeout=120, check=False)
-
-
-def git_changes(repo: Path, indexed_commit: str | None) -> GitChanges | None:
+def git_changes(repo: Path, indexed_commit: str | None,
+                current: tuple[str | None, git.Status | None] | None = None) -> GitChanges | None:
     """Paths changed between ``indexed_commit`` and HEAD, and paths dirty in the working tree.
 
-    None when ``repo`` is not a git working tree (or git is unavailable)."""
-    try:
-        top = _git(repo, "rev-parse", "--show-toplevel")
-        if top.returncode != 0 or Path(os.fsdecode(top.stdout.strip())).resolve() != repo.resolve():
-            return None
-        head_out = _git(repo, "rev-parse", "-q", "--verify", "HEAD^{commit}")
-        head = (head_out.stdout.decode().strip() or None) if head_out.returncode == 0 else None
-        status = _git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
-        if status.returncode != 0:
-            return None
-        dirty = {os.fsdecode(e[3:]) for e in status.stdout.split(b"\0") if len(e) > 3}
-        since: set[str] | None = None
-        if indexed_commit and head:
-            if indexed_commit == head:
-                since = set()
-            else:
-                diff = _git(repo, "diff", "--name-only", "--no-renames", "-z", indexed_commit, head, "--")
-                if diff.returncode == 0:
-                    since = {os.fsdecode(p) for p in diff.stdout.split(b"\0") if p}
-        elif indexed_commit is None and head is None:
-            since = set()  # still no commit: the working tree status says everything
-    except (OSError, subprocess.TimeoutExpired):
+    None when ``repo`` is not the top of a git working tree (or git is unavailable).
+    ``current``: (HEAD, status) already asked of git by the caller."""
+    if not git.is_worktree_root(repo):
         return None
-    return GitChanges(head, since, dirty)
-
-
-@dataclass
-class ChangedFile:
-    """A file to (re)chunk: its bytes are already read and hashed."""
-
-    file: RepoFile
-    data: bytes
-    sha1: str
-    size: int
-    mtime_ns: int
+    head, status = current if current is not None else (git.head(repo), git.status(repo))
+    if status is None:
+        return None
+    since: set[str] | None = None
+    if indexed_commit and head:
+        since = set() if indexed_commit == head else git.changed_between(repo, indexed_commit, head)
+    elif indexed_commit is None and head is None:
+        since = set()  # still no commit: the working tree status says everything
+    return GitChanges(head, since, status.paths)
 
 
 @dataclass
@@ -195,7 +72,7 @@ class Scan:
     """The repository compared with the previous file table."""
 
     unchanged: list[FileRecord] = field(default_factory=list)  # content unchanged (stat refreshed)
-    changed: list[ChangedFile] = field(default_factory=list)  # new or modified: chunk and encode these
+    changed: list[ReadFile] = field(default_factory=list)  # new or modified: chunk and encode these
     deleted: list[str] = field(default_factory=list)  # indexed paths gone (deleted, renamed, now skipped)
     skipped: list[SkippedFile] = field(default_factory=list)  # as ``walk_repository`` reports them
     skip_records: list[SkipRecord] = field(default_factory=list)  # file skips, to reuse next time
@@ -214,32 +91,7 @@ def _stat(path: Path) -> os.stat_result | None:
         return None
 
 
-def _read(path: Path) -> tuple[bytes, str, int, int] | None:
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            data = f.read()
-    except OSError:
-        return None
-    return data, hashlib.sha1(data).hexdigest(), st.st_size, st.st_mtime_ns
-
-
-def _candidates(root: Path, options: ChunkingOptions, result, excluded, reported: set[str]):
-    """The paths ``walk_repository`` would consider: git's list, or a walk of a plain folder."""
-    from codelsr.chunking import walk as _walk
-
-    repo = _walk._open_repo(root)
-    if repo is not None:
-        try:
-            return _walk._git_paths(repo)
-        except Exception as exc:  # noqa: BLE001 - git.GitCommandError, e.g. "dubious ownership"
-            _log.warning("git could not list %s (%s); walking it as a plain folder", root, exc)
-        finally:
-            repo.close()
-    return _walk._plain_paths(root, excluded, options.exclude_globs, result, reported)
-
-
-def scan(root: Path, options: ChunkingOptions, previous: FileTable | None, git: GitChanges | None) -> Scan:
+def scan(root: Path, options: ChunkingOptions, previous: FileTable | None, vcs: GitChanges | None) -> Scan:
     """Walk ``root`` like ``walk_repository`` and compare each file with ``previous``.
 
     A file whose stat matches the table and that git does not name (and that is not racily clean)
@@ -247,35 +99,22 @@ def scan(root: Path, options: ChunkingOptions, previous: FileTable | None, git: 
     repository from re-reading every file. The others go through the walker's checks and are
     read and hashed; a hash equal to the table's means unchanged. With no ``previous`` table every
     file is examined and changed."""
-    from codelsr.chunking import SkippedFile, WalkResult
-    from codelsr.chunking import (
-        walk as _walk,  # its per-file checks, so unchanged files can skip them
-    )
+    from codelsr.chunking import ReadFile, SkippedFile, classify, list_candidates
 
     root = Path(root)
     old = previous.by_path() if previous is not None else {}
     old_skips = {r.path: r for r in previous.skipped} if previous is not None else {}
     must_examine: set[str] | None = None  # None: every file
-    if previous is not None and git is not None and git.since_commit is not None:
-        must_examine = git.since_commit | git.dirty | set(previous.dirty)
-    elif previous is not None and git is None:
+    if previous is not None and vcs is not None and vcs.since_commit is not None:
+        must_examine = vcs.since_commit | vcs.dirty | set(previous.dirty)
+    elif previous is not None and vcs is None:
         must_examine = set()  # a plain folder: stat decides which files to examine
     racy_after = previous.scanned_ns - RACY_NS if previous is not None else 0
     resolved_root = root.resolve()
-    excluded = _walk._DirMatcher(options.exclude_dirs)
-    walked = WalkResult()
-    reported: set[str] = set()
+    skipped: list[SkippedFile] = []
     out = Scan()
     indexed: set[str] = set()
-    for rel in _candidates(root, options, walked, excluded, reported):
-        skipped_dir = excluded.first_excluded_dir(rel)
-        if skipped_dir is not None:
-            if skipped_dir not in reported:
-                reported.add(skipped_dir)
-                reason = _walk._dir_reason(skipped_dir)
-                if reason:
-                    walked.skipped.append(SkippedFile(skipped_dir + "/", reason))
-            continue
+    for rel in list_candidates(root, options, skipped):
         path = root / rel
         rec, skip = old.get(rel), old_skips.get(rel)
         if must_examine is not None and rel not in must_examine and (rec is not None or skip is not None):
@@ -287,30 +126,25 @@ def scan(root: Path, options: ChunkingOptions, previous: FileTable | None, git: 
                 continue
             if st is not None and skip is not None and (st.st_size, st.st_mtime_ns) == (skip.size, skip.mtime_ns) \
                     and skip.mtime_ns < racy_after:
-                walked.skipped.append(SkippedFile(rel, skip.reason))
+                skipped.append(SkippedFile(rel, skip.reason))
                 out.skip_records.append(skip)
                 continue
         out.classified += 1
-        outcome = _walk._classify(rel, path, resolved_root, options)
+        outcome = classify(rel, path, resolved_root, options)
         if isinstance(outcome, SkippedFile):
-            walked.skipped.append(outcome)
+            skipped.append(outcome)
             st = _stat(path)
             if st is not None:
                 out.skip_records.append(SkipRecord(rel, outcome.reason, st.st_size, st.st_mtime_ns))
             continue
-        if outcome is None:
+        if not isinstance(outcome, ReadFile):
             continue  # listed by git but deleted from the working tree
-        read = _read(outcome.abs_path)
-        if read is None:
-            walked.skipped.append(SkippedFile(rel, "unreadable"))
-            continue
         out.hashed += 1
-        data, sha1, size, mtime_ns = read
         indexed.add(rel)
-        if rec is not None and rec.sha1 == sha1 and rec.language == outcome.language:
-            out.unchanged.append(dataclasses.replace(rec, size=size, mtime_ns=mtime_ns))
+        if rec is not None and rec.sha1 == outcome.sha1 and rec.language == outcome.file.language:
+            out.unchanged.append(dataclasses.replace(rec, size=outcome.size, mtime_ns=outcome.mtime_ns))
         else:
-            out.changed.append(ChangedFile(outcome, data, sha1, size, mtime_ns))
+            out.changed.append(outcome)
     out.deleted = sorted(p for p in old if p not in indexed)
-    out.skipped = sorted(walked.skipped, key=lambda sk: sk.path)
+    out.skipped = sorted(skipped, key=lambda sk: sk.path)
     return out

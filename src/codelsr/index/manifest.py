@@ -16,6 +16,30 @@ FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 
 
+class MainSegment(BaseModel):
+    """The main segment: immutable between compactions, its files shared by hard links."""
+
+    rows: int = 0
+    files: list[str] = []  # the segment's files (relative to the generation), linked into the next one
+    terms: int = 0
+    backend_requested: str | None = None  # what the build asked for ("auto" or a backend name)
+    created_at: str | None = None  # when this main segment was written (the last compaction)
+
+
+class DeltaSegment(BaseModel):
+    rows: int = 0
+
+
+class Segments(BaseModel):
+    """The segments of a generation, and the size of every file it holds (checked on open)."""
+
+    main: MainSegment = MainSegment()
+    delta: DeltaSegment = DeltaSegment()
+    tombstones: int = 0
+    compacted: bool = False
+    sizes: dict[str, int] = {}
+
+
 class IndexManifest(BaseModel):
     format_version: int = FORMAT_VERSION
     codelsr_version: str
@@ -34,8 +58,7 @@ class IndexManifest(BaseModel):
     created_at: str
     build_seconds: float = 0.0
     chunking: dict[str, Any] = {}
-    # {"main": {"rows", "files": {name: bytes}, "generation"}, "delta": {"rows"}, "tombstones", "compacted"}
-    segments: dict[str, Any] = {}
+    segments: Segments = Segments()
     extra: dict[str, Any] = {}
 
     def write(self, folder: Path) -> None:

@@ -54,9 +54,9 @@ from pathlib import Path
 import numpy as np
 
 from codelsr.errors import CodelsrError
-from codelsr.index.incremental import FileTable
-from codelsr.index.paths import codelsr_home
-from codelsr.index.store import CHUNKS_DB, DELTA_DIR, ForwardIndex, SegmentChunks, SegmentLayout
+from codelsr.index.catalog import codelsr_home
+from codelsr.index.layout import CHUNKS_DB, DELTA_DIR, FileTable
+from codelsr.index.store import ForwardIndex, SegmentChunks, SegmentLayout
 
 URI_ENV = "CODELSR_MILVUS_URI"
 TOKEN_ENV = "CODELSR_MILVUS_TOKEN"

@@ -16,15 +16,12 @@ import numpy as np
 
 from codelsr.encoders import get_encoder, normalise_spec
 from codelsr.encoders.base import CollectionAware, SparseEncoder
-from codelsr.errors import CorruptIndexError, EncoderMismatchError, NotIndexedError
-from codelsr.index import generations
+from codelsr.errors import CorruptIndexError, EncoderMismatchError
+from codelsr.index import catalog
 from codelsr.index.backends import BACKENDS, ExactBackend, SearchBackend, top_k_rows
-from codelsr.index.incremental import FILES_TABLE, FileTable
+from codelsr.index.layout import DELTA, DELTA_DIR, FILES_TABLE, MAIN, VECTORS_FILE, FileTable
 from codelsr.index.manifest import IndexManifest
-from codelsr.index.paths import index_root_for
 from codelsr.index.store import (
-    DELTA_DIR,
-    VECTORS_FILE,
     ChunkTable,
     ForwardIndex,
     SegmentLayout,
@@ -35,7 +32,7 @@ from codelsr.records import SparseVector
 QUERY_CACHE_SIZE = 256  # query vectors kept per open generation
 
 
-class _DocFreq(Mapping):
+class DocFreq(Mapping):
     """term -> document frequency, as a view over the term table (no copy)."""
 
     def __init__(self, term_ids: dict[str, int], df: np.ndarray):
@@ -62,7 +59,7 @@ class SegmentedBackend:
     def __init__(self, main: SearchBackend, layout: SegmentLayout, main_term: np.ndarray, forward: ForwardIndex):
         self.name = f"{main.name}+delta"
         self._main, self._layout, self._main_term = main, layout, main_term
-        self._delta_rows = np.flatnonzero(layout.seg == 1)  # shape (n_delta_live,), virtual rows
+        self._delta_rows = np.flatnonzero(layout.seg == DELTA)  # shape (n_delta_live,), virtual rows
         self._delta_by_term = forward.to_csr()[self._delta_rows].T.tocsr()  # shape (n_terms, n_delta_live)
 
     def search(self, term_ids: np.ndarray, weights: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -76,7 +73,7 @@ class SegmentedBackend:
             fetch = min(most, k + min(self._layout.tombstones, max(k, 16)))
             while True:
                 found = self._main.search(main_ids[keep], weights[keep], fetch)
-                virtual = self._layout.virtual(0, [r for r, _ in found]) if found else np.zeros(0, np.int64)
+                virtual = self._layout.virtual(MAIN, [r for r, _ in found]) if found else np.zeros(0, np.int64)
                 live = [(int(v), s) for v, (_, s) in zip(virtual, found) if v >= 0]
                 if len(live) >= k or len(found) < fetch or fetch >= most:
                     break
@@ -100,7 +97,7 @@ class IndexReader:
         self.repo = repo
         self.folder = folder
         self.manifest = IndexManifest.read(folder)
-        check_file_sizes(folder, self.manifest.segments.get("sizes", {}))
+        check_file_sizes(folder, self.manifest.segments.sizes)
         self.layout = SegmentLayout(FileTable.read(folder), folder / FILES_TABLE)
         self.chunks = ChunkTable(folder, self.layout)
         self._main_forward = ForwardIndex.read(folder)
@@ -177,7 +174,7 @@ class IndexReader:
                     f"settings changed); rebuild with `codelsr index {self.repo} --force`"
                 )
             if isinstance(enc, CollectionAware):
-                enc = enc.bind_collection(self.forward.n_rows, _DocFreq(self.term_ids, self.forward.doc_freq()))
+                enc = enc.bind_collection(self.forward.n_rows, DocFreq(self.term_ids, self.forward.doc_freq()))
             self._encoder = enc
         return self._encoder
 
@@ -229,13 +226,8 @@ _readers_lock = threading.Lock()
 def open_index(repo: Path | str) -> IndexReader:
     """The reader of the repository's current generation (cached per process)."""
     repo = Path(repo).expanduser().resolve()
-    root = index_root_for(repo)
-    try:
-        folder = generations.current_generation(root)
-    except NotIndexedError:
-        raise NotIndexedError(
-            f"{repo} is not indexed yet; run `codelsr index {repo}` (or the MCP tool index_repo)"
-        ) from None
+    root = catalog.index_root_for(repo)
+    folder = catalog.current_generation(repo)
     with _readers_lock:
         cached = _readers.get(root)
         if cached is not None and cached.folder == folder:
@@ -246,5 +238,10 @@ def open_index(repo: Path | str) -> IndexReader:
     return reader
 
 
-def is_indexed(repo: Path | str) -> bool:
-    return (index_root_for(Path(repo).expanduser().resolve()) / generations.CURRENT).is_file()
+def forget_open_indexes() -> None:
+    """Drop the per-process cache of open readers (benchmarks time a cold open with it)."""
+    with _readers_lock:
+        _readers.clear()
+
+
+is_indexed = catalog.is_indexed

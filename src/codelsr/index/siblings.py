@@ -14,46 +14,33 @@ it); one indexed at this repository's HEAD is preferred, then the newest.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from codelsr.errors import CodelsrError
-from codelsr.index import generations
-from codelsr.index.manifest import IndexManifest
-from codelsr.index.paths import indexes_home
+from codelsr import git
+from codelsr.index import catalog
 
 
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "--no-optional-locks", "-C", str(repo), *args], capture_output=True,
-                          timeout=60, check=False)
-
-
-def _head(repo: Path) -> str | None:
-    out = _git(repo, "rev-parse", "-q", "--verify", "HEAD^{commit}")
-    return out.stdout.decode().strip() or None if out.returncode == 0 else None
+def _has_commit(repo: Path, commit: str) -> bool:
+    try:
+        return git.run(repo, "cat-file", "-e", f"{commit}^{{commit}}", timeout=30).returncode == 0
+    except git.GitError:
+        return False
 
 
 def find_sibling(repo: Path, own_root: Path, encoder_id: str) -> Path | None:
     """The index root of the best sibling of ``repo`` (see the module docstring), or None."""
-    home = indexes_home()
-    if not home.is_dir():
-        return None
-    head = _head(repo)
+    head = git.head(repo)
     if head is None:
         return None  # not a git repository (or no commit yet): nothing relates it to another index
     found: list[tuple[bool, str, Path]] = []
-    for root in home.iterdir():
-        if root == own_root or not root.is_dir():
+    for index in catalog.list_published():
+        manifest = index.manifest
+        if index.root == own_root or manifest.encoder_id != encoder_id or not manifest.git_commit \
+                or manifest.chunk_count == 0:
             continue
-        try:
-            manifest = IndexManifest.read(generations.current_generation(root))
-        except CodelsrError:
+        if manifest.git_commit != head and not _has_commit(repo, manifest.git_commit):
             continue
-        if manifest.encoder_id != encoder_id or not manifest.git_commit or manifest.chunk_count == 0:
-            continue
-        if manifest.git_commit != head and _git(repo, "cat-file", "-e", f"{manifest.git_commit}^{{commit}}").returncode:
-            continue
-        found.append((manifest.git_commit == head, manifest.created_at, root))
+        found.append((manifest.git_commit == head, manifest.created_at, index.root))
     if not found:
         return None
     return max(found, key=lambda f: (f[0], f[1]))[2]

@@ -17,17 +17,26 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from codelsr.errors import CorruptIndexError
-from codelsr.index.incremental import FILES_TABLE, FileTable
+from codelsr.index.layout import (
+    CHUNKS_DB,
+    DELTA_DIR,
+    DELTA,
+    FILES_TABLE,
+    MAIN,
+    TERMS_FILE,
+    VECTORS_FILE,
+    FileTable,
+)
 from codelsr.records import Chunk, SparseVector
 
-CHUNKS_DB = "chunks.sqlite"
-DELTA_DIR = "delta"  # the delta segment's chunks.sqlite, vectors.npz and terms.json
-VECTORS_FILE = "vectors.npz"
-TERMS_FILE = "terms.json"
+__all__ = ["CHUNKS_DB", "DELTA_DIR", "TERMS_FILE", "VECTORS_FILE", "ChunkRow", "ChunkTable", "ForwardIndex",
+           "SegmentChunks", "SegmentLayout", "StoredChunk", "check_file_sizes", "chunk_row", "file_sizes",
+           "write_chunk_rows", "write_chunks", "write_segment_chunks"]
 
 _SCHEMA = """
 CREATE TABLE chunks (
@@ -75,9 +84,25 @@ def check_file_sizes(folder: Path, sizes: dict[str, int]) -> None:
             raise _corrupt(path, ValueError(f"{actual} bytes where {size} were written; truncated?"))
 
 
-def chunk_row(row: int, c: Chunk) -> tuple:
+class ChunkRow(NamedTuple):
+    """One row of a segment's ``chunks`` table, columns in table order (``SegmentChunks.COLUMNS``)."""
+
+    row: int
+    chunk_id: str
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str | None
+    language: str
+    kind: str
+    content_hash: str
+    text: str
+
+
+def chunk_row(row: int, c: Chunk) -> ChunkRow:
     """A chunk as a row of the ``chunks`` table."""
-    return (row, c.chunk_id, c.path, c.start_line, c.end_line, c.symbol, c.language, c.kind, c.content_hash, c.text)
+    return ChunkRow(row, c.chunk_id, c.path, c.start_line, c.end_line, c.symbol, c.language, c.kind, c.content_hash,
+                    c.text)
 
 
 def write_chunk_rows(folder: Path, rows: Iterable[tuple]) -> None:
@@ -178,9 +203,11 @@ class SegmentChunks:
         self._db.close()
 
 
-def _to_chunk(r: tuple) -> Chunk:
+def _to_chunk(raw: tuple) -> Chunk:
     """A ``Chunk`` from a row with the columns of ``SegmentChunks.COLUMNS``."""
-    return Chunk(path=r[2], start_line=r[3], end_line=r[4], symbol=r[5], language=r[6], kind=r[7], text=r[9])
+    r = ChunkRow(*raw)
+    return Chunk(path=r.path, start_line=r.start_line, end_line=r.end_line, symbol=r.symbol, language=r.language,
+                 kind=r.kind, text=r.text)
 
 
 class SegmentLayout:
@@ -208,10 +235,10 @@ class SegmentLayout:
         first_virtual = np.cumsum(counts) - counts
         self.seg = np.repeat(segs, counts).astype(np.int8)  # shape (n_live,)
         self.phys = np.repeat(starts - first_virtual, counts) + np.arange(total, dtype=np.int64)  # shape (n_live,)
-        self.stacked = self.phys + self.seg.astype(np.int64) * self.n_main  # shape (n_live,)
+        self.stacked = self.phys + (self.seg == DELTA).astype(np.int64) * self.n_main  # shape (n_live,)
         self.main_virtual = np.full(self.n_main, -1, dtype=np.int64)  # shape (n_main,), -1 = tombstone
         self.delta_virtual = np.full(self.n_delta, -1, dtype=np.int64)  # shape (n_delta,)
-        in_main = self.seg == 0
+        in_main = self.seg == MAIN
         self.main_virtual[self.phys[in_main]] = np.flatnonzero(in_main)
         self.delta_virtual[self.phys[~in_main]] = np.flatnonzero(~in_main)
         live_main = int(np.count_nonzero(self.main_virtual >= 0))
@@ -228,7 +255,7 @@ class SegmentLayout:
 
     def virtual(self, seg: int, rows: np.ndarray) -> np.ndarray:
         """Virtual rows of physical ``rows`` of segment ``seg`` (-1 where dead)."""
-        table = self.main_virtual if seg == 0 else self.delta_virtual
+        table = self.main_virtual if seg == MAIN else self.delta_virtual
         return table[np.asarray(rows, dtype=np.int64)]
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codelsr.index.paths import codelsr_home
+from codelsr.index.catalog import codelsr_home
 from codelsr.records import SparseVector
 
 _log = logging.getLogger(__name__)

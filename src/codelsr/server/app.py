@@ -31,13 +31,18 @@ from codelsr.errors import (
     PathNotAllowedError,
 )
 from codelsr.explain import explain_chunk
-from codelsr.index import IndexManifest, IndexReader, build_index, index_status, indexes_home, is_indexed, open_index
-from codelsr.index import generations
-from codelsr.index.build import IndexReport, previous_manifest
-from codelsr.index.paths import index_root_for
-from codelsr.records import Hit
+from codelsr.index import (
+    IndexReader,
+    build_index,
+    catalog,
+    index_status,
+    is_indexed,
+    open_index,
+    resolve_encoder,
+)
+from codelsr.index.build import IndexReport
 from codelsr.index.milvus_backend import URI_ENV as MILVUS_URI_ENV
-from codelsr.search import DEFAULT_SNIPPET_CHARS, MAX_K, one_engine, search_engine, search_index, validate_query
+from codelsr.search import DEFAULT_SNIPPET_CHARS, MAX_K, search_readers, validate_query
 from codelsr.server.builds import Build, BuildTracker
 from codelsr.server.models import (
     ExplainMatchResult,
@@ -92,17 +97,6 @@ async def _in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
 
-def _best(reader: IndexReader, query: str, n: int, **kwargs: Any) -> tuple[list[Hit], bool]:
-    """The best ``n`` hits of one index (in pages of at most MAX_K), and whether more exist."""
-    hits: list[Hit] = []
-    while len(hits) < n:
-        page = search_index(reader, query, k=min(MAX_K, n - len(hits)), offset=len(hits), **kwargs)
-        hits += page.hits
-        if page.next_offset is None:
-            return hits, False
-    return hits, True
-
-
 class CodelsrTools:
     """The state behind the tools: roots, default encoder, builds in flight."""
 
@@ -115,17 +109,7 @@ class CodelsrTools:
 
     def indexed_repos(self) -> list[Path]:
         """Indexed repositories inside the roots, newest index first (manifests only: no git, no sizes)."""
-        home = indexes_home()
-        found: list[tuple[str, Path]] = []
-        for root in sorted(home.iterdir()) if home.is_dir() else []:
-            try:
-                manifest = IndexManifest.read(generations.current_generation(root))
-            except CodelsrError:
-                continue
-            repo = Path(manifest.repo_path)
-            if self.roots.contains(repo) and index_root_for(repo) == root:
-                found.append((manifest.created_at, repo))
-        return [repo for _, repo in sorted(found, key=lambda cr: cr[0], reverse=True)]
+        return [p.repo for p in catalog.list_published() if p.belongs_here and self.roots.contains(p.repo)]
 
     def _not_indexed(self, repo: Path) -> CodelsrError:
         if not repo.is_dir():
@@ -180,10 +164,7 @@ class CodelsrTools:
             spec = normalise_spec(encoder)
             self._check_model_path(spec)
             return spec
-        previous = previous_manifest(index_root_for(repo))
-        if previous is not None:
-            return previous.encoder_spec
-        return normalise_spec(self.default_encoder)
+        return resolve_encoder(repo, None, self.default_encoder)
 
     def _check_model_path(self, spec: str) -> None:
         """A model given as a local folder must lie in a root (or be the server's own encoder)."""
@@ -239,35 +220,19 @@ class CodelsrTools:
     def _search_repos(self, query: str, repos: list[Path], k: int, offset: int, path_glob: str | None,
                       language: str | None, max_chars: int) -> SearchCodeResult:
         readers = [self._reader(r) for r in repos]
-        kwargs = dict(path_glob=path_glob, language=language, max_chars=max_chars)
-        if len(readers) == 1:
-            result = search_index(readers[0], query, k=k, offset=offset, **kwargs)
-            hits, next_offset = result.hits, result.next_offset
-        elif one_engine(readers):
-            # One collection holds them all: one engine query, idf over the repositories searched.
-            hits, next_offset = search_engine(readers, query, k=k, offset=offset, **kwargs)
-        else:
-            # Each repository's best offset+k, pooled by score: the page is exact, like one index.
-            pooled, more = [], False
-            for ri, reader in enumerate(readers):
-                top, has_more = _best(reader, query, offset + k, **kwargs)
-                more = more or has_more
-                pooled += [(-h.score, ri, hi, h) for hi, h in enumerate(top)]
-            pooled.sort(key=lambda t: t[:3])
-            hits = [t[3] for t in pooled[offset:offset + k]]
-            next_offset = offset + k if more or len(pooled) > offset + k else None
-        encoders = {str(r.repo): r.manifest.encoder_spec for r in readers}
+        result = search_readers(readers, query, k=k, offset=offset, path_glob=path_glob, language=language,
+                                max_chars=max_chars)
         note = None
-        if len(set(encoders.values())) > 1:
+        if result.mixed_encoders:
             note = ("these repositories were indexed with different encoders, whose scores are not on one "
                     "scale: the interleaving across repositories is approximate")
-        elif not hits and offset == 0:
+        elif not result.hits and offset == 0:
             note = "no chunk shares a term with the query: try identifiers or other words"
             if path_glob or language:
                 note += ", or drop path_glob / language"
-        return SearchCodeResult(query=query.strip(), repos=[str(r.repo) for r in readers], encoders=encoders,
-                                hits=[HitOut.of(h) for h in hits], offset=offset, next_offset=next_offset,
-                                note=note)
+        return SearchCodeResult(query=result.query, repos=result.repos, encoders=result.encoders,
+                                hits=[HitOut.of(h) for h in result.hits], offset=offset,
+                                next_offset=result.next_offset, note=note)
 
     def _find_chunk_repo(self, chunk_id: str, repos: list[Path]) -> Path:
         for repo in repos:

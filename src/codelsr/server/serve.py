@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 
 from codelsr.errors import CodelsrError
-from codelsr.index.status import harden_git_env
+from codelsr.git import harden_env
 from codelsr.server.app import create_server
 
 log = logging.getLogger("codelsr.server")
@@ -78,7 +78,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
         os.environ[URI_ENV] = args.milvus  # index_repo builds into this engine (see CodelsrTools)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="codelsr: %(message)s")
-    harden_git_env()
+    harden_env()
     if args.http is None:
         server = create_server(roots, encoder)  # bad roots or encoder fail here, before the claim
         stdin, stdout = claim_stdio()
