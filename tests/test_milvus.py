@@ -28,10 +28,10 @@ pytestmark = pytest.mark.skipif(not mb.available(), reason="pymilvus / milvus-li
 def _fresh_engine():
     """Each test opens its own Milvus Lite file; the server of the last one must let go of its lock."""
     mb.close_clients()
-    reader_module._readers.clear()
+    reader_module.forget_open_indexes()
     yield
     mb.close_clients()
-    reader_module._readers.clear()
+    reader_module.forget_open_indexes()
 
 
 def engine_rows(repo: Path) -> dict[str, tuple[str, dict]]:
@@ -49,7 +49,7 @@ def engine_rows(repo: Path) -> dict[str, tuple[str, dict]]:
 
 
 def live_ids(repo: Path) -> set[str]:
-    reader_module._readers.clear()
+    reader_module.forget_open_indexes()
     reader = open_index(repo)
     chunks = reader.chunks.by_rows(list(range(reader.manifest.chunk_count)))
     return {c.chunk_id for c in chunks.values()}

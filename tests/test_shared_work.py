@@ -65,7 +65,7 @@ def test_a_second_worktree_encodes_nothing_and_adds_under_a_tenth_of_the_disk(tm
     git(worktree, "commit", "-qam", "change in the worktree")
     third = build_index(worktree)
     assert third.changed_files == 1 and 0 < third.encoded_chunks <= 4
-    reader_module._readers.clear()
+    reader_module.forget_open_indexes()
     assert open_index(repo).manifest.chunk_count == first.chunks
     assert hits_of(repo, "parse token stream") == hits_of(repo, "parse token stream")
 
