@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from codelsr.index import milvus_backend as mb
 from tools.bench import backends, corpus
