@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from codelsr.index import milvus_backend as mb
 from tools.bench import backends, corpus
 from tools.bench.measure import PeakMemory, latencies, load_average, machine, pin_threads
