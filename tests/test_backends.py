@@ -23,7 +23,9 @@ def brute_force(forward: ForwardIndex, ids, weights, k):
     return top_k_rows((dense @ q).astype(np.float32), k)
 
 
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
+# Milvus is synced from a generation's chunk table, not built from a bare forward index:
+# tests/test_milvus.py compares it with the exact backend through whole indexes.
+@pytest.mark.parametrize("backend", sorted(b for b in BACKENDS if b != "milvus"))
 def test_backend_top_k_equals_brute_force(backend, tmp_path):
     if not BACKENDS[backend].available():
         pytest.skip(missing_reason(backend))

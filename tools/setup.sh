@@ -5,7 +5,7 @@
 # torch is pinned to 2.13.0 here: on this project's machines that version is a local CPU build, while
 # an unpinned torch would pull a multi-GB CUDA build. Elsewhere, pip takes the 2.13.0 wheel that
 # fits your platform (CUDA on Linux, MPS on macOS); to use another torch, install it first and run
-# `pip install -e '.[splade,eval,test]'` yourself.
+# `pip install -e '.[splade,eval,test,milvus]'` yourself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -18,5 +18,5 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "torch==2.13.0"
 fi
-python -m pip install -q -e ".[splade,export,eval,test]" 2>&1 | grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true
+python -m pip install -q -e ".[splade,export,eval,test,milvus]" 2>&1 | grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true
 python -c "import codelsr, torch, seismic, tree_sitter_language_pack, mcp" || { echo "setup failed: imports" >&2; exit 1; }

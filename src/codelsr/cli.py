@@ -40,7 +40,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             bar.update(tasks[stage], completed=done if total else 1, total=total or 1)
 
         result = index_repository(args.path, args.encoder, foreground=args.foreground, backend=args.backend,
-                                  force=args.force, options=options, progress=progress, lock_timeout=args.wait)
+                                  force=args.force, options=options, progress=progress, lock_timeout=args.wait,
+                                  milvus_uri=args.milvus)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
@@ -238,7 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help="lexical, splade-code-tiny, hybrid-code-tiny, or splade:<hub id or folder>; "
                                      "default: the encoder of the existing index, else `codelsr config "
                                      "default_encoder` (lexical unless set)")
-    p.add_argument("--backend", choices=["auto", "exact", "seismic"], default=None)
+    p.add_argument("--backend", choices=["auto", "exact", "seismic", "milvus"], default=None)
+    p.add_argument("--milvus", metavar="URI", help="keep the vectors in Milvus: a local file (Milvus Lite) or "
+                                                   "http://host:19530 (token in CODELSR_MILVUS_TOKEN); default "
+                                                   "for new indexes: $CODELSR_MILVUS_URI")
     p.add_argument("--force", action="store_true", help="re-encode every chunk (ignore cached vectors)")
     p.add_argument("--max-file-bytes", type=int, default=1_000_000)
     p.add_argument("--exclude", action="append", metavar="GLOB", help="skip paths matching GLOB (repeatable)")
@@ -301,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a folder the server may index and search (repeatable; default: the current folder)")
     p.add_argument("--http", metavar="[HOST:]PORT", help="serve streamable HTTP instead of stdio (host default 127.0.0.1)")
     p.add_argument("--encoder", help="encoder for repositories indexed through the server (default: lexical)")
+    p.add_argument("--milvus", metavar="URI", help="index into Milvus: a local file (Milvus Lite, this process "
+                                                   "only) or http://host:19530; default $CODELSR_MILVUS_URI")
     p.set_defaults(func=lambda a: _lazy("codelsr.server", "serve_command")(a))
 
     p = sub.add_parser("hook", help="keep an index fresh with git hooks")

@@ -154,9 +154,23 @@ def _open_seismic(forward: ForwardIndex, folder: Path, settings: dict[str, Any])
     return seismic_backend.SeismicBackend.open(forward, folder, settings)
 
 
+def _milvus_available() -> bool:
+    from codelsr.index import milvus_backend
+
+    return milvus_backend.available()
+
+
+def _open_milvus(forward: ForwardIndex, folder: Path, settings: dict[str, Any]) -> SearchBackend:
+    from codelsr.errors import CodelsrError
+
+    raise CodelsrError("a Milvus-backed index is searched through its reader (IndexReader.backend)")
+
+
 BACKENDS: dict[str, BackendKind] = {
     "exact": BackendKind(_build_exact, _open_exact, lambda: True),
     "seismic": BackendKind(_build_seismic, _open_seismic, _seismic_available),
+    # Nothing to build inside the generation: the build syncs the engine (index.milvus_backend).
+    "milvus": BackendKind(_build_exact, _open_milvus, _milvus_available),
 }
 
 # Below this many chunks ``auto`` picks exact search: it is exact and needs no build, and its
@@ -180,6 +194,8 @@ def choose_backend(requested: str | None, n_chunks: int) -> str:
         return "exact"
     if requested not in BACKENDS:
         raise CodelsrError(f"unknown backend {requested!r}: use auto, {', '.join(sorted(BACKENDS))}")
+    if requested == "milvus" and not BACKENDS[requested].available():
+        raise CodelsrError("backend 'milvus' needs pymilvus and milvus-lite: pip install 'codelsr[milvus]'")
     if not BACKENDS[requested].available():
         raise CodelsrError(f"backend {requested!r} is not available: {missing_reason(requested)}")
     return requested

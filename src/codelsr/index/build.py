@@ -14,7 +14,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import logging
+import os
 import shutil
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,11 +39,12 @@ from codelsr.errors import (
     IndexBusyError,
     NotARepositoryError,
 )
-from codelsr.index import catalog, checksums, generations, health
+from codelsr.index import catalog, checksums, generations, health, milvus_backend
 from codelsr.index.backends import BACKENDS, choose_backend
 from codelsr.index.incremental import git_changes, scan
 from codelsr.index.layout import CHUNKS_DB, DELTA, DELTA_DIR, MAIN, NEW, FileRecord, FileTable
 from codelsr.index.manifest import DeltaSegment, IndexManifest, MainSegment, Segments
+from codelsr.index.siblings import find_sibling
 from codelsr.index.store import (
     ChunkRow,
     ForwardIndex,
@@ -50,7 +54,10 @@ from codelsr.index.store import (
     file_sizes,
     write_segment_chunks,
 )
+from codelsr.index.vector_store import VectorStore, open_store
 from codelsr.records import SparseVector
+
+_log = logging.getLogger(__name__)
 
 # progress(stage, done, total); stages: "chunking", "encoding", "writing"
 Progress = Callable[[str, int, int], None]
@@ -202,7 +209,7 @@ def _load_base(root: Path, encoder_id: str) -> _Base | None:
         return None  # a damaged previous generation is rebuilt, never trusted
 
 
-class VectorStore(Protocol):
+class ResumeVectors(Protocol):
     """Vectors kept outside any generation, by content hash: what a killed build had encoded
     (``codelsr.index.progressive``), so the next run does not encode it again."""
 
@@ -213,7 +220,7 @@ class VectorStore(Protocol):
 
 def encode_with_cache(encoder: SparseEncoder, texts: list[str], hashes: list[str],
                       cache: dict[str, SparseVector], progress: Progress | None = None,
-                      store: VectorStore | None = None) -> tuple[list[SparseVector], int]:
+                      store: ResumeVectors | None = None) -> tuple[list[SparseVector], int]:
     """Vectors for all texts, encoding only hashes the cache lacks. Returns (vectors, n_encoded).
     Each encoded batch is handed to ``store`` as soon as it is done."""
     todo = sorted({h: i for i, h in enumerate(hashes) if h not in cache}.items(), key=lambda hi: hi[1])
@@ -309,7 +316,8 @@ def build_index(
     progress: Progress | None = None,
     lock_timeout: float = 0,
     root: Path | None = None,
-    vector_store: VectorStore | None = None,
+    vector_store: ResumeVectors | None = None,
+    milvus_uri: str | None = None,
 ) -> IndexReport:
     """Index ``repo`` into a new generation and publish it.
 
@@ -322,7 +330,11 @@ def build_index(
     ``root``: the index folder to build in (default: the repository's; progressive indexing builds
     its lexical and learned indexes in folders of their own). ``vector_store``: vectors found
     there are not encoded again, and every encoded batch is put there at once (resumable builds).
+    ``milvus_uri`` (or ``CODELSR_MILVUS_URI`` for a new index) selects the Milvus backend and its
+    engine; a reindex keeps the engine the index was synced to unless another is given.
     """
+    if milvus_uri is not None:
+        backend = "milvus"
     started = time.perf_counter()
     repo = Path(repo).expanduser()
     if not repo.exists():
@@ -353,18 +365,64 @@ def build_index(
         base = None if force else _load_base(root, enc.encoder_id)
         # A damaged index: rebuild, reusing vectors from its intact segments (never its damaged ones).
         salvaged = None if force or base is not None else health.salvage_vectors(root, enc.encoder_id)
+        sibling_lock = None
+        if base is None and salvaged is None and previous is None and not force:
+            base, sibling_lock = _sibling_base(repo, root, enc.encoder_id)
+        if backend is None and previous is None and os.environ.get(milvus_backend.URI_ENV):
+            backend = "milvus"
         try:
             report = _build(repo, root, spec, enc, base, backend, options, progress, started, salvaged,
-                            vector_store)
+                            vector_store, milvus_uri, reuse_vectors=not force)
         finally:
             if base is not None:
                 base.close()
             if salvaged is not None:
                 salvaged.close()
+            if sibling_lock is not None:
+                sibling_lock.release()
         generations.clean_up(root)
     finally:
         lock.release()
     return report
+
+
+def _sibling_base(repo: Path, root: Path, encoder_id: str) -> tuple[_Base | None, filelock.FileLock | None]:
+    """A first build's starting point: the generation of another worktree/clone of this repository
+    (``siblings``), held under that index's write lock so its generations stay while we link them."""
+    sibling = find_sibling(repo, root, encoder_id)
+    if sibling is None:
+        return None, None
+    lock = filelock.FileLock(str(sibling / generations.LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return None, None  # the sibling is being written; build on our own
+    base = _load_base(sibling, encoder_id)
+    if base is None:
+        lock.release()
+        return None, None
+    return base, lock
+
+
+def _cached_vectors(base: _Base | None, store: VectorStore | None, hashes: set[str]) -> dict[str, SparseVector]:
+    """Vectors already computed for these chunk texts: from the index's own segments, then from the
+    vector store shared by all indexes of the encoder."""
+    cache = base.vectors_for(hashes) if base is not None else {}
+    missing = hashes - cache.keys()
+    if store is not None and missing:
+        try:
+            cache.update(store.get(missing))
+        except sqlite3.Error as exc:
+            _log.warning("vector store %s unreadable (%s); encoding without it", store.path, exc)
+    return cache
+
+
+def _store_new(store: VectorStore | None, cache: dict[str, SparseVector], new: set[str], replace: bool) -> None:
+    if store is not None and new:
+        try:
+            store.put({h: cache[h] for h in new}, replace=replace)
+        except sqlite3.Error as exc:
+            _log.warning("vector store %s not updated (%s)", store.path, exc)
 
 
 @dataclass
@@ -446,10 +504,18 @@ def _write_delta(tmp: Path, records: list[FileRecord], base: _Base, fresh: Forwa
                      main_terms + (len(delta.terms) if delta is not None else 0))
 
 
+def _milvus_target(enc: SparseEncoder, base: _Base | None, milvus_uri: str | None) -> milvus_backend.MilvusTarget:
+    """The engine a Milvus build writes to: the one asked for, else the index's, else the default."""
+    if milvus_uri is None and base is not None and base.manifest.backend == "milvus":
+        milvus_uri = base.manifest.backend_settings.get("uri")
+    return milvus_backend.target_for(enc.encoder_id, milvus_uri)
+
+
 def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | None, backend: str | None,
            options: ChunkingOptions, progress: Progress | None, started: float,
            salvaged: health.SalvagedVectors | None = None,
-           vector_store: VectorStore | None = None) -> IndexReport:
+           vector_store: ResumeVectors | None = None,
+           milvus_uri: str | None = None, reuse_vectors: bool = True) -> IndexReport:
     scanned_ns = time.time_ns()
     state = git.head(repo), git.status(repo)  # asked once: the fingerprint and the scan share it
     fingerprint = git.worktree_fingerprint(repo, state)
@@ -463,10 +529,19 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
     records = sorted([*changes.unchanged, *new_records], key=lambda r: r.path)
     hashes = [r.content_hash for r in fresh_rows]
     source = base if base is not None else salvaged
-    cache = source.vectors_for(set(hashes)) if source is not None else {}
-    if vector_store is not None:
-        cache.update(vector_store.get(set(hashes) - cache.keys()))
-    vectors, n_encoded = encode_with_cache(enc, [r.text for r in fresh_rows], hashes, cache, progress, vector_store)
+    store = open_store(enc.encoder_id)
+    try:
+        # --force re-encodes everything: it neither reads the store nor keeps its old vectors
+        cache = _cached_vectors(source, store if reuse_vectors else None, set(hashes))
+        if vector_store is not None:
+            cache.update(vector_store.get(set(hashes) - cache.keys()))
+        known = set(cache)
+        vectors, n_encoded = encode_with_cache(enc, [r.text for r in fresh_rows], hashes, cache, progress,
+                                               vector_store)
+        _store_new(store, cache, set(hashes) - known, replace=not reuse_vectors)
+    finally:
+        if store is not None:
+            store.close()
     fresh = ForwardIndex.from_vectors(vectors)
     if progress:
         progress("writing", 0, 1)
@@ -487,6 +562,10 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
         else:
             written = _write_delta(tmp, records, base, fresh, fresh_rows)
         records = written.records
+        synced = None
+        if written.backend == "milvus":
+            target = _milvus_target(enc, base, milvus_uri)
+            written.backend_settings = {**target.settings(), "repo": milvus_backend.repo_key(root)}
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         FileTable(written.main_rows, written.delta_rows, records, vcs.head if vcs is not None else None,
                   sorted(vcs.dirty) if vcs is not None else [], scanned_ns, changes.skip_records).write(tmp)
@@ -520,12 +599,26 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
             checksums=checksums.ALGORITHM,
         )
         manifest.write(tmp)
+        if written.backend == "milvus":
+            # The engine gets the new chunks before the generation is published, loses the dead
+            # ones after: readers of either generation find all of theirs (milvus_backend doc).
+            same = (base is not None and base.folder.parent == root and base.manifest.backend == "milvus"
+                    and base.manifest.backend_settings == written.backend_settings)
+            synced = milvus_backend.sync(target, written.backend_settings["repo"], root, tmp,
+                                         base.folder if same else None, base.manifest.chunk_count if same else None)
         checksums.write_checksums(tmp, base.folder if base is not None else None,
                                   base.digests if base is not None else None)
         gen = generations.publish(root, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if synced is not None:
+        try:
+            milvus_backend.finish(synced, root)
+        except milvus_backend.MilvusError as exc:
+            # Published and correct: readers drop entities their generation lacks, and the marker
+            # left behind makes the next build reconcile.
+            _log.warning("%s: dead chunks stay in Milvus until the next build (%s)", repo, exc)
     if progress:
         progress("writing", 1, 1)
     return IndexReport(

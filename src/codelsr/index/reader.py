@@ -146,6 +146,13 @@ class IndexReader:
                     _log.warning("%s: the index was built with the %s backend, searched exactly here. %s",
                                  self.repo, self.manifest.backend, missing_reason(self.manifest.backend))
                     self._backend = self.exact
+                elif self.manifest.backend == "milvus":
+                    from codelsr.index import milvus_backend as mb
+
+                    self._backend = mb.MilvusBackend(
+                        mb.target_from_settings(self.manifest.backend_settings),
+                        str(self.manifest.backend_settings.get("repo")), self.forward.terms,
+                        lambda ids: mb.rows_of(self.chunks, ids))
                 else:
                     kind = BACKENDS[self.manifest.backend]
                     main = kind.open(self._main_forward, self.folder, self.manifest.backend_settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -43,6 +44,7 @@ from codelsr.index import (
 from codelsr.index.build import IndexReport
 from codelsr.index.health import DAMAGED, check_index
 from codelsr.index.status import damaged_roots
+from codelsr.index.milvus_backend import URI_ENV as MILVUS_URI_ENV
 from codelsr.search import DEFAULT_SNIPPET_CHARS, MAX_K, search_readers, validate_query
 from codelsr.server.arguments import report_arguments_plainly
 from codelsr.index.progressive import learned_status
@@ -191,10 +193,12 @@ class CodelsrTools:
                 ) from None
 
     def _run_build(self, build: Build) -> IndexReport:
-        """With a learned encoder: the lexical index (served when this returns); the learned one is
+        """``serve --milvus URI`` / CODELSR_MILVUS_URI: every build through the server syncs to that engine.
+        With a learned encoder: the lexical index (served when this returns); the learned one is
         left to a thread of this server (``LearnedWorkers``)."""
         return index_repository(build.repo, build.encoder, force=build.force, progress=build.update,
-                                lock_timeout=LOCK_WAIT_SECONDS, start_worker=self.learned.start).report
+                                lock_timeout=LOCK_WAIT_SECONDS, start_worker=self.learned.start,
+                                milvus_uri=os.environ.get(MILVUS_URI_ENV) or None).report
 
     def _status(self, repo: Path, verify: bool = False) -> RepoStatus:
         build = self.builds.get(repo)

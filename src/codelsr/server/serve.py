@@ -73,6 +73,10 @@ async def _serve_stdio(server, stdin: anyio.AsyncFile[str], stdout: anyio.AsyncF
 def serve_command(args: argparse.Namespace) -> int:
     roots = [Path(r) for r in (args.root or [Path.cwd()])]
     encoder = getattr(args, "encoder", None)
+    if getattr(args, "milvus", None):
+        from codelsr.index.milvus_backend import URI_ENV
+
+        os.environ[URI_ENV] = args.milvus  # index_repo builds into this engine (see CodelsrTools)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="codelsr: %(message)s")
     harden_env()
     if args.http is None:
