@@ -154,6 +154,7 @@ def index_repository(
     progress: Progress | None = None,
     lock_timeout: float = 0,
     start_worker: StartWorker | None = None,
+    milvus_uri: str | None = None,
 ) -> ProgressiveReport:
     """Index ``repo`` for ``encoder``, progressively.
 
@@ -168,7 +169,7 @@ def index_repository(
     target = resolve_encoder(repo, encoder)
     if not is_learned(target):
         report = build_index(repo, target, backend=backend, force=force, options=options, progress=progress,
-                             lock_timeout=lock_timeout)
+                             lock_timeout=lock_timeout, milvus_uri=milvus_uri)
         with _lock_or_wait(root, lock_timeout):
             (root / STATE_FILE).unlink(missing_ok=True)  # no learned build is wanted any more
         return ProgressiveReport(encoder=target, report=report, serving=target)
@@ -177,7 +178,7 @@ def index_repository(
         previous = current_manifest(root / LEXICAL_DIR) or current_manifest(root)
         options = chunking_options_of(previous)
     lexical = build_index(repo, LEXICAL, backend=backend, force=force, options=options, progress=progress,
-                          lock_timeout=lock_timeout, root=root / LEXICAL_DIR)
+                          lock_timeout=lock_timeout, root=root / LEXICAL_DIR, milvus_uri=milvus_uri)
     (root / LEARNED_DIR).mkdir(exist_ok=True)
     with _lock_or_wait(root, lock_timeout):
         state = _read_json(root / STATE_FILE)
@@ -196,7 +197,8 @@ def index_repository(
         if force or state.get("target") != target:
             _clear_vector_cache(root)
         state.update(target=target, seq=seq, requested_at=_now(), lexical_generation=lexical.generation,
-                     chunking=_options_json(options), backend=backend, force=force)
+                     chunking=_options_json(options), backend=backend, force=force,
+                     milvus_uri=milvus_uri)
         state.setdefault("done", 0)
         _write_json(root / STATE_FILE, state)
         generations.point_current(root, f"{LEXICAL_DIR}/{lexical.generation}")
@@ -330,7 +332,7 @@ def _work(repo: Path, root: Path, learned_root: Path, progress: Progress | None)
         try:
             report = build_index(repo, target, backend=state.get("backend"), force=bool(state.get("force")),
                                  options=options, progress=recorder, lock_timeout=LOCK_WAIT_SECONDS,
-                                 root=learned_root, vector_store=cache)
+                                 root=learned_root, vector_store=cache, milvus_uri=state.get("milvus_uri"))
             with _lock_or_wait(root, LOCK_WAIT_SECONDS):
                 now = _read_json(root / STATE_FILE)
                 if int(now.get("seq", 0)) == seq and now.get("target") == target:
