@@ -168,7 +168,12 @@ def test_when_no_manifest_survives_the_encoder_is_asked_for(sample_repo, capsys)
     assert "integrity: ok" in capsys.readouterr().out
 
 
-def test_a_reindex_after_a_same_size_flip_reencodes_only_the_damaged_segment(sample_repo):
+def test_a_reindex_after_a_same_size_flip_reencodes_only_the_damaged_segment(sample_repo, monkeypatch):
+    from codelsr.index import build as build_module
+
+    # Without the shared vector store (which would give back every vector: see the next test), the
+    # repair must salvage the intact segment's vectors and encode only the damaged one's chunks.
+    monkeypatch.setattr(build_module, "open_store", lambda encoder_id: None)
     build_index(sample_repo)
     write(sample_repo, "src/tokenizer.py", "def replaced_tokenizer():\n    return 'new'\n")
     report = build_index(sample_repo)
@@ -181,6 +186,20 @@ def test_a_reindex_after_a_same_size_flip_reencodes_only_the_damaged_segment(sam
     repaired = build_index(sample_repo)  # no force
     assert repaired.compacted and repaired.reused_chunks == report.delta_chunks
     assert repaired.encoded_chunks == repaired.chunks - report.delta_chunks
+    assert index_status(sample_repo, verify=True).state == "ok"
+
+
+def test_a_repair_takes_intact_vectors_from_the_shared_store(sample_repo):
+    build_index(sample_repo)
+    report = build_index(sample_repo, force=True)
+    vectors = index_root_for(sample_repo) / report.generation / "vectors.npz"
+    data = bytearray(vectors.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    vectors.unlink()
+    vectors.write_bytes(bytes(data))
+    assert index_status(sample_repo).state == "damaged"
+    repaired = build_index(sample_repo)
+    assert repaired.encoded_chunks == 0 and repaired.reused_chunks == repaired.chunks
     assert index_status(sample_repo, verify=True).state == "ok"
 
 
