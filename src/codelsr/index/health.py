@@ -51,8 +51,10 @@ def generation_folders(root: Path) -> list[Path]:
     """Published generation folders of an index root, newest first."""
     if not root.is_dir():
         return []
-    return sorted((p for p in root.glob(f"{generations.GEN_PREFIX}*") if p.is_dir()), key=lambda p: p.name,
-                  reverse=True)
+    # A progressive index keeps its lexical and learned generations one folder down (R/lexical,
+    # R/learned; ``codelsr.index.progressive``); generation names sort by creation time.
+    found = [*root.glob(f"{generations.GEN_PREFIX}*"), *root.glob(f"*/{generations.GEN_PREFIX}*")]
+    return sorted((p for p in found if p.is_dir()), key=lambda p: p.name, reverse=True)
 
 
 def _current_folder(root: Path) -> tuple[Path | None, str | None]:
@@ -67,7 +69,8 @@ def _current_folder(root: Path) -> tuple[Path | None, str | None]:
     except (OSError, UnicodeDecodeError) as exc:
         return None, f"{pointer}: unreadable ({exc})"
     folder = root / name
-    if not name.startswith(generations.GEN_PREFIX) or "/" in name or not folder.is_dir():
+    sub, _, gen_name = name.rpartition("/")
+    if not gen_name.startswith(generations.GEN_PREFIX) or "/" in sub or sub.startswith(".") or not folder.is_dir():
         shown = name if len(name) <= 60 and name.isprintable() else repr(name[:60])
         return None, f"{pointer}: names no generation ({shown!r})"
     return folder, None
