@@ -114,6 +114,7 @@ def test_seismic_sees_compact_ids_of_the_head_terms_only(stdlib_copy, monkeypatc
     from codelsr.index import seismic_backend
 
     monkeypatch.setattr(seismic_backend, "HEAD_MIN_DF", 16)
+    monkeypatch.setattr(seismic_backend, "CAP_LISTS_MIN_POSTINGS", 1)  # cut lists even at this size
     build_index(stdlib_copy, backend="seismic")
     reader = open_index(stdlib_copy)
     backend = reader.backend
@@ -122,7 +123,35 @@ def test_seismic_sees_compact_ids_of_the_head_terms_only(stdlib_copy, monkeypatc
     assert np.array_equal(head, np.flatnonzero(df >= 16))
     # Seismic's vocabulary width is the number of head terms, not the generation's term count.
     assert backend._index.dim == head.size < len(reader.forward.terms) // 4
-    assert reader.manifest.backend_settings["head_postings"] == int(df[head].sum()) == backend._index.nnz
+    settings = reader.manifest.backend_settings
+    assert settings["head_postings"] == int(df[head].sum())
+    # Seismic is given each head list cut to the postings it may keep (the heaviest list_cap, and
+    # any tied with the lightest of those: lexical weights repeat).
+    assert settings["postings_given"] == backend._index.nnz
+    assert int(np.minimum(df[head], settings["list_cap"]).sum()) <= settings["postings_given"] < settings["head_postings"]
+
+
+def test_list_cap_thresholds_keep_the_heaviest_postings_of_each_long_list():
+    from codelsr.index.seismic_backend import list_cap_thresholds
+    from codelsr.index.store import ForwardIndex
+
+    rng = np.random.default_rng(3)
+    n_rows, n_terms, cap = 400, 30, 25
+    rows = [np.sort(rng.choice(n_terms, size=rng.integers(1, 12), replace=False)) for _ in range(n_rows)]
+    indices = np.concatenate(rows).astype(np.int32)
+    data = rng.lognormal(0, 1, indices.size).astype(np.float32)
+    indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64)
+    forward = ForwardIndex([f"t{i}" for i in range(n_terms)], indptr, indices, data)
+    considered = np.arange(0, n_terms, 2)  # odd terms are not Seismic's: never cut
+    thresholds = list_cap_thresholds(forward, considered, cap)
+    for t in range(n_terms):
+        weights = np.sort(data[indices == t])[::-1]
+        if t % 2 == 0 and weights.size > cap:
+            assert thresholds[t] == weights[cap - 1]
+            assert np.count_nonzero(weights >= thresholds[t]) == cap  # no ties in random floats
+        else:
+            assert thresholds[t] == 0
+    assert (np.bincount(indices, minlength=n_terms)[considered] > cap).any()  # the test cuts something
 
 
 def test_auto_switches_to_seismic_at_the_measured_size():

@@ -53,6 +53,13 @@ DEFAULT_BUILD = {"centroid_fraction": 0.1, "summary_energy": 0.4, "max_fraction"
 DEFAULT_SEARCH = {"query_cut": 10, "heap_factor": 0.8}
 DEFAULT_KEPT_FRACTION = 1.0  # share of the head's postings Seismic keeps (see default_n_postings)
 MIN_N_POSTINGS = 256
+# From this many head postings on, each list is cut to the postings Seismic may keep before it is
+# given them (list_cap_thresholds): Seismic's build holds ~45 bytes per posting given, so at 1M
+# SPLADE-like chunks (145M postings) the cut is what keeps the build within a few GB. Below it
+# the lists go in whole: Seismic also scores its candidates with the documents as given, and cut
+# documents cost recall (docs/performance.md, "Memory").
+CAP_LISTS_MIN_POSTINGS = 20_000_000
+CAP_SLICE_POSTINGS = 8_000_000
 ADD_BATCH_ROWS = 100_000
 
 _stdout_lock = threading.Lock()
@@ -148,9 +155,45 @@ def build_params(nnz: int, dim: int, settings: dict[str, Any]) -> dict[str, Any]
     return {**DEFAULT_BUILD, "n_postings": n_postings, **settings.get("build", {})}
 
 
-def build_in_memory(forward: ForwardIndex, params: dict[str, Any], compact: np.ndarray | None = None):
+def list_cap_thresholds(forward: ForwardIndex, terms: np.ndarray, cap: int) -> np.ndarray:
+    """Per generation term, the smallest weight among its ``cap`` heaviest postings (0 where a
+    list is no longer than ``cap``, or the term is not in ``terms``).
+
+    Seismic keeps at most ``max_fraction * n_postings`` postings of a list, the heaviest, and
+    holds ~45 bytes for every posting it is *given* while it builds (docs/performance.md,
+    "Memory"). Cutting each list to that size here, in numpy, keeps its copies at the size it
+    keeps. Found by one sort of (term, weight) keys: weights are positive float32, whose bit
+    patterns order like the values, so ``term << 32 | ~bits(weight)`` sorts by term, heaviest
+    first, without an argsort of the whole collection."""
+    thresholds = np.zeros(len(forward.terms), dtype=np.float32)
+    df = np.bincount(forward.indices, minlength=len(forward.terms))
+    over = np.zeros(len(forward.terms), dtype=bool)
+    over[terms] = True
+    over &= df > cap
+    if not over.any():
+        return thresholds
+    keys = np.empty(int(df[over].sum()), dtype=np.int64)  # filled by slices: one full-size array
+    filled = 0
+    for lo in range(0, forward.indices.size, CAP_SLICE_POSTINGS):
+        ids = forward.indices[lo:lo + CAP_SLICE_POSTINGS]
+        sel = over[ids]
+        bits = forward.data[lo:lo + CAP_SLICE_POSTINGS][sel].astype(np.float32).view(np.uint32)
+        part = (ids[sel].astype(np.int64) << 32) | (0xFFFFFFFF - bits.astype(np.int64))
+        keys[filled:filled + part.size] = part
+        filled += part.size
+    keys.sort()
+    over_terms = np.flatnonzero(over)
+    starts = np.searchsorted(keys, over_terms.astype(np.int64) << 32)
+    kth = keys[starts + cap - 1] & 0xFFFFFFFF
+    thresholds[over_terms] = (0xFFFFFFFF - kth).astype(np.uint32).view(np.float32)
+    return thresholds
+
+
+def build_in_memory(forward: ForwardIndex, params: dict[str, Any], compact: np.ndarray | None = None,
+                    min_weight: np.ndarray | None = None):
     """A Seismic index over ``forward`` (not saved), its term ids mapped through ``compact``
-    (postings of terms mapped to -1 left out; ``None``: ids as they are). Rows left without
+    (postings of terms mapped to -1 left out; ``None``: ids as they are), and postings lighter
+    than their term's ``min_weight`` (``list_cap_thresholds``) left out. Rows left without
     postings are left out too; Seismic knows each row by its number, as a string.
 
     Rows go in by slices, so the mapped int64 copy of the ids Seismic wants exists for one slice
@@ -162,9 +205,11 @@ def build_in_memory(forward: ForwardIndex, params: dict[str, Any], compact: np.n
         a, b = int(forward.indptr[lo]), int(forward.indptr[hi])
         ids, data = forward.indices[a:b].astype(np.int64), forward.data[a:b]
         offsets = forward.indptr[lo:hi + 1] - a
-        if compact is not None:
-            mapped = compact[ids]
+        if compact is not None or min_weight is not None:
+            mapped = ids if compact is None else compact[ids]
             keep = mapped >= 0
+            if min_weight is not None:
+                keep &= data >= min_weight[ids]
             ids, data = mapped[keep].astype(np.int64), data[keep]
             offsets = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])[offsets]
         lengths = np.diff(offsets)
@@ -190,14 +235,22 @@ def build(forward: ForwardIndex, folder: Path, settings: dict[str, Any]) -> dict
     head_terms = np.flatnonzero(df >= max(1, head_min_df)).astype(np.int32)
     head_nnz = int(df[head_terms].sum())
     params = build_params(head_nnz, head_terms.size, settings)
+    cap_lists = settings.get("cap_lists")
+    if cap_lists is None:
+        cap_lists = head_nnz >= CAP_LISTS_MIN_POSTINGS
+    cap = int(params["max_fraction"] * params["n_postings"]) if cap_lists else 0
+    min_weight = list_cap_thresholds(forward, head_terms, cap) if head_nnz and cap else None
+    given = 0
     if head_nnz:
-        index = build_in_memory(forward, params, compact_ids(head_terms, len(forward.terms)))
+        index = build_in_memory(forward, params, compact_ids(head_terms, len(forward.terms)), min_weight)
+        given = int(index.nnz)
         with stdout_to_stderr():
             index.save(str(folder / SEISMIC_FILE))
         del index
     np.save(folder / HEAD_TERMS_FILE, head_terms)
     return {"build": params, "search": {**DEFAULT_SEARCH, **settings.get("search", {})},
             "head_min_df": head_min_df, "head_terms": int(head_terms.size), "head_postings": head_nnz,
+            "list_cap": cap, "postings_given": given,
             "tail_terms": int(np.count_nonzero(df)) - int(head_terms.size)}
 
 
