@@ -45,5 +45,8 @@ EOF
 export CODELSR_HOME="${CODELSR_HOME:-$(mktemp -d)}"
 .venv313/bin/codelsr index .
 .venv313/bin/codelsr search "publish a new index generation atomically" --repo . -k 3
+# The shipped model with no extras installed (issue 19): ONNX Runtime and tokenizers, never torch.
+.venv313/bin/codelsr index . --encoder hybrid-code-tiny --foreground
+.venv313/bin/codelsr search "publish a new index generation atomically" --repo . -k 3 --encoder hybrid-code-tiny
 
 .venv313/bin/python -m pytest -q -p no:cacheprovider -rs

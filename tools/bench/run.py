@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--size", type=int, help="peers / e2e: real chunks (default 100000; quick 10000)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-stdlib", action="store_true", help="scale: skip the `codelsr index <stdlib>` step")
     parser.add_argument("--backend", default="auto", help="e2e: backend of the index (auto, exact, seismic)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per Seismic build+sweep")
     parser.add_argument("--work", type=Path, help="cache folder (default $CODELSR_BENCH_WORK or /tmp/codelsr-bench)")
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         from tools.bench import scale
 
         scale.run(args.collections or ("real:10000,synthetic:3000" if args.quick else scale.DEFAULT_COLLECTIONS),
-                  args.queries, work, log, args.timeout, stdlib=not args.quick)
+                  args.queries, work, log, args.timeout, stdlib=not (args.quick or args.no_stdlib))
     print(f"# results appended to {out}")
     return 0
 
