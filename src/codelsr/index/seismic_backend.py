@@ -190,16 +190,18 @@ def list_cap_thresholds(forward: ForwardIndex, terms: np.ndarray, cap: int) -> n
 
 
 def build_in_memory(forward: ForwardIndex, params: dict[str, Any], compact: np.ndarray | None = None,
-                    min_weight: np.ndarray | None = None):
+                    min_weight: np.ndarray | None = None, stats: dict[str, int] | None = None):
     """A Seismic index over ``forward`` (not saved), its term ids mapped through ``compact``
     (postings of terms mapped to -1 left out; ``None``: ids as they are), and postings lighter
     than their term's ``min_weight`` (``list_cap_thresholds``) left out. Rows left without
-    postings are left out too; Seismic knows each row by its number, as a string.
+    postings are left out too; Seismic knows each row by its number, as a string. ``stats``, if
+    given, receives ``postings_given``: how many postings Seismic was handed.
 
     Rows go in by slices, so the mapped int64 copy of the ids Seismic wants exists for one slice
     at a time (at 1M SPLADE-like chunks a whole copy is 1.2 GB on top of Seismic's own)."""
     seismic = _import_seismic()
     dataset = seismic.SeismicDatasetLV()
+    given = 0
     for lo in range(0, forward.n_rows, ADD_BATCH_ROWS):
         hi = min(forward.n_rows, lo + ADD_BATCH_ROWS)
         a, b = int(forward.indptr[lo]), int(forward.indptr[hi])
@@ -212,6 +214,7 @@ def build_in_memory(forward: ForwardIndex, params: dict[str, Any], compact: np.n
                 keep &= data >= min_weight[ids]
             ids, data = mapped[keep].astype(np.int64), data[keep]
             offsets = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])[offsets]
+        given += int(offsets[-1])
         lengths = np.diff(offsets)
         rows = np.flatnonzero(lengths > 0)
         if rows.size == 0:
@@ -224,6 +227,8 @@ def build_in_memory(forward: ForwardIndex, params: dict[str, Any], compact: np.n
     with stdout_to_stderr():
         index = seismic.SeismicIndexLV.build_from_dataset(dataset, **params)
     del dataset
+    if stats is not None:
+        stats["postings_given"] = given
     return index
 
 
@@ -240,17 +245,17 @@ def build(forward: ForwardIndex, folder: Path, settings: dict[str, Any]) -> dict
         cap_lists = head_nnz >= CAP_LISTS_MIN_POSTINGS
     cap = int(params["max_fraction"] * params["n_postings"]) if cap_lists else 0
     min_weight = list_cap_thresholds(forward, head_terms, cap) if head_nnz and cap else None
-    given = 0
+    stats = {"postings_given": 0, "postings_kept": 0}
     if head_nnz:
-        index = build_in_memory(forward, params, compact_ids(head_terms, len(forward.terms)), min_weight)
-        given = int(index.nnz)
+        index = build_in_memory(forward, params, compact_ids(head_terms, len(forward.terms)), min_weight, stats)
+        stats["postings_kept"] = int(index.nnz)
         with stdout_to_stderr():
             index.save(str(folder / SEISMIC_FILE))
         del index
     np.save(folder / HEAD_TERMS_FILE, head_terms)
     return {"build": params, "search": {**DEFAULT_SEARCH, **settings.get("search", {})},
             "head_min_df": head_min_df, "head_terms": int(head_terms.size), "head_postings": head_nnz,
-            "list_cap": cap, "postings_given": given,
+            "list_cap": cap, **stats,
             "tail_terms": int(np.count_nonzero(df)) - int(head_terms.size)}
 
 
