@@ -114,7 +114,6 @@ def test_seismic_sees_compact_ids_of_the_head_terms_only(stdlib_copy, monkeypatc
     from codelsr.index import seismic_backend
 
     monkeypatch.setattr(seismic_backend, "HEAD_MIN_DF", 16)
-    monkeypatch.setattr(seismic_backend, "CAP_LISTS_MIN_POSTINGS", 1)  # cut lists even at this size
     build_index(stdlib_copy, backend="seismic")
     reader = open_index(stdlib_copy)
     backend = reader.backend
@@ -124,11 +123,31 @@ def test_seismic_sees_compact_ids_of_the_head_terms_only(stdlib_copy, monkeypatc
     # Seismic's vocabulary width is the number of head terms, not the generation's term count.
     assert backend._index.dim == head.size < len(reader.forward.terms) // 4
     settings = reader.manifest.backend_settings
-    assert settings["head_postings"] == int(df[head].sum())
-    # Seismic is given each head list cut to the postings it may keep (the heaviest list_cap, and
-    # any tied with the lightest of those: lexical weights repeat).
-    assert settings["postings_kept"] == backend._index.nnz <= settings["postings_given"]
-    assert int(np.minimum(df[head], settings["list_cap"]).sum()) <= settings["postings_given"] < settings["head_postings"]
+    # By default Seismic is given the head lists whole.
+    assert settings["head_postings"] == int(df[head].sum()) == settings["postings_given"]
+    assert settings["postings_kept"] == backend._index.nnz and settings["list_cap"] == 0
+
+
+def test_cap_lists_gives_seismic_each_head_list_cut_to_what_it_may_keep(tmp_path):
+    from codelsr.index import seismic_backend
+    from codelsr.index.store import ForwardIndex
+
+    rng = np.random.default_rng(5)
+    n_rows, n_terms = 3000, 40
+    zipf = 1 / np.arange(1, n_terms + 1)  # a few long lists, as in real collections
+    rows = [np.sort(rng.choice(n_terms, size=rng.integers(3, 20), replace=False, p=zipf / zipf.sum()))
+            for _ in range(n_rows)]
+    indices = np.concatenate(rows).astype(np.int32)
+    forward = ForwardIndex([f"t{i}" for i in range(n_terms)],
+                           np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64),
+                           indices, rng.lognormal(0, 1, indices.size).astype(np.float32))
+    whole = seismic_backend.build(forward, tmp_path, {})
+    cut = seismic_backend.build(forward, tmp_path, {"cap_lists": True})
+    df = np.bincount(indices, minlength=n_terms)
+    cap = cut["list_cap"]
+    assert cap == int(cut["build"]["max_fraction"] * cut["build"]["n_postings"]) and (df > cap).any()
+    assert whole["postings_given"] == whole["head_postings"] == int(indices.size)
+    assert cut["postings_given"] == int(np.minimum(df, cap).sum()) < whole["postings_given"]  # no ties in random floats
 
 
 def test_list_cap_thresholds_keep_the_heaviest_postings_of_each_long_list():

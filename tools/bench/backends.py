@@ -135,8 +135,11 @@ def bench_seismic(coll: Collection, queries, truths, scorer: RowScorer, build: d
     from codelsr.index import seismic_backend as sb
 
     fwd = coll.forward
+    codelsr_keys = ("kept_fraction", "head_min_df", "cap_lists")
     settings = {"kept_fraction": build["kept_fraction"], "head_min_df": build.get("head_min_df", sb.HEAD_MIN_DF),
-                "build": {k: v for k, v in build.items() if k not in ("kept_fraction", "head_min_df")}}
+                "build": {k: v for k, v in build.items() if k not in codelsr_keys}}
+    if "cap_lists" in build:
+        settings["cap_lists"] = build["cap_lists"]
     gc.collect()
     folder = Path(tempfile.mkdtemp(prefix="codelsr-bench-seismic-"))
     try:
@@ -169,6 +172,7 @@ def bench_seismic(coll: Collection, queries, truths, scorer: RowScorer, build: d
                "terms": len(fwd.terms), "forward_mb": fwd_bytes(fwd) / 1e6, **{f"b_{k}": v for k, v in build.items()},
                "head_min_df": used["head_min_df"], "head_terms": used["head_terms"],
                "head_postings": used["head_postings"], "tail_terms": used["tail_terms"],
+               "list_cap": used.get("list_cap"), "postings_given": used.get("postings_given"),
                "n_postings": used["build"]["n_postings"], **{f"s_{k}": v for k, v in cfg.items()},
                "build_s": build_s, "build_cpu_s": build_cpu_s, "build_peak_mb": mem.peak,
                "build_peak_rss_mb": mem.hwm, "index_mb": opened.end, "open_s": open_s, "disk_mb": disk_mb,
