@@ -173,13 +173,14 @@ BACKENDS: dict[str, BackendKind] = {
     "milvus": BackendKind(_build_exact, _open_milvus, _milvus_available),
 }
 
-# Below this many chunks ``auto`` picks exact search: it is exact and needs no build, and its
-# served latency (search + rescoring 40 candidates) stays under ~1 ms CPU there: 0.52 ms at 100k
-# real lexical chunks, growing linearly (1.5 ms at 418k; 1.3-1.9 ms at 100k SPLADE-like chunks,
-# ~10 ms at 1M). Above it Seismic over the head terms (compact ids, tail exact) answers in
-# ~0.4 ms and builds in ~8 CPU s per 100k lexical chunks, paid only when a reindex compacts the
-# main segment (delta segments are searched exactly). docs/performance.md, "auto".
-SEISMIC_MIN_CHUNKS = 200_000
+# Below this many chunks ``auto`` picks exact search: it is exact, builds in about a second, and
+# its served latency (search + rescoring 40 candidates) stays a few ms up to 1M chunks on an idle
+# 2-core machine: 1.28 ms at 100k real lexical chunks, 1.74 ms at 471k, 3.74 ms at 1M; 9.7 ms at
+# 1M SPLADE-like chunks. Seismic answers in ~0.5 ms at 100k real chunks (build 4.9 s), but at 1M
+# its head grows to ~68k lexical terms and its build to 17 minutes, and at 1M SPLADE-like chunks
+# to 7 minutes: minutes that every compaction of the main segment would pay again for a few ms a
+# query. docs/performance.md, "auto".
+SEISMIC_MIN_CHUNKS = 1_000_000
 
 
 def choose_backend(requested: str | None, n_chunks: int) -> str:
