@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--no-flush", action="store_true", help="skip the second build that seals segments first")
     args = parser.parse_args(argv)
     pin_threads(args.threads)
     from tools.bench.run import parse_collections
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     nl = corpus.nl_queries(args.queries)
     for kind, n, vocab in parse_collections(args.collections):
         if kind == "real":
-            coll = corpus.real_collection(n, work, log)
+            coll = corpus.real_repeated(n, work, log)  # the same chunks as the scale bench's real:N
             queries = corpus.real_queries(coll, nl)
         else:
             coll = corpus.synthetic_forward(n, vocab, work=work, log=log)
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         _, exact, truths = backends.bench_exact(coll, queries, log)
         del exact
         scorer = backends.RowScorer(coll.forward)
-        for flush in (False, True):
+        for flush in (False,) if args.no_flush else (False, True):
             bench_milvus(coll, queries, truths, scorer, log, flush=flush)
         del coll, scorer
         gc.collect()
