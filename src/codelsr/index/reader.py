@@ -104,7 +104,7 @@ class IndexReader:
         self.manifest = IndexManifest.read(folder)
         check_file_sizes(folder, self.manifest.segments.sizes)
         self.layout = SegmentLayout(FileTable.read(folder), folder / FILES_TABLE)
-        self.chunks = ChunkTable(folder, self.layout)
+        self.chunks = ChunkTable(folder, self.layout, self.manifest.context_scheme)
         self._main_forward = ForwardIndex.read(folder)
         delta = ForwardIndex.read(folder / DELTA_DIR) if self.layout.n_delta else None
         for fwd, rows, where in ((self._main_forward, self.layout.n_main, folder),

@@ -1,0 +1,73 @@
+"""What a chunk says about itself: a one-line header encoded in front of its text.
+
+A function's code rarely names the file or the class it lives in, yet agents ask "where does the
+session send a request?" with exactly those words. Measured on the agent-questions eval, the same
+lexical encoder ranks gold functions better when each unit's file path is in its text (see
+``evals/results/context/``), so the encoders see ``header + "\\n" + text``, where the header is
+built here from what a chunk already has: its path and its qualified symbol.
+
+The header is a pure function of stored fields (path, symbol) and of the *scheme* the index was
+built with (recorded in the manifest's ``chunking``), so an index needs no extra column: a reader
+rebuilds each chunk's header from its row. Schemes:
+
+- ``none``: no header; chunks encode their text alone (codelsr before this module).
+- ``path+symbol``: the path's folders and file stem as words (``requests/sessions.py`` ->
+  ``requests sessions``), then the chunk's qualified symbol (``Session.request``: the enclosing
+  class and the function itself, which also names the later windows of a long function whose
+  ``def`` line they do not hold). Module-level and window chunks without a symbol get the path
+  alone; Markdown sections get their heading.
+"""
+
+from __future__ import annotations
+
+import re
+
+NONE = "none"
+PATH_SYMBOL = "path+symbol"
+SCHEMES: tuple[str, ...] = (NONE, PATH_SYMBOL)
+DEFAULT_SCHEME = PATH_SYMBOL
+
+# File stems that say nothing about their contents: every package has one.
+_EMPTY_STEMS = frozenset({"__init__"})
+# Path separators and the punctuation of file names; words are what is left.
+_SEPARATORS = re.compile(r"[/\\.\-\s]+")
+
+
+def check_scheme(scheme: str) -> str:
+    """``scheme`` when it is a known one; otherwise a ``ValueError`` naming the choices."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown context scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    return scheme
+
+
+def path_words(path: str) -> list[str]:
+    """The words of a repository-relative path: folders, then the file name without its
+    extension(s) (``src/rich/_log_render.py`` -> ``src rich _log_render``).
+
+    Identifiers are kept whole: the lexical encoder splits ``_log_render`` into ``log`` and
+    ``render`` itself and also keeps the whole identifier, as it does for code. The extension is
+    left out: ``py`` on every chunk of a Python repository is length without signal."""
+    parts = [p for p in path.replace("\\", "/").split("/") if p]
+    if not parts:
+        return []
+    *folders, name = parts
+    stem = name.split(".", 1)[0] if not name.startswith(".") else name.lstrip(".").split(".", 1)[0]
+    words = [w for folder in folders for w in _SEPARATORS.split(folder) if w]
+    if stem and stem not in _EMPTY_STEMS:
+        words.extend(w for w in _SEPARATORS.split(stem) if w)
+    return words
+
+
+def symbol_words(symbol: str | None) -> list[str]:
+    """The qualified symbol as it reads in code (``Session.request``), or nothing."""
+    if not symbol:
+        return []
+    return [" ".join(symbol.split())]
+
+
+def context_header(scheme: str, path: str, symbol: str | None) -> str:
+    """The header a chunk is encoded with under ``scheme`` (``""`` for ``none``)."""
+    if check_scheme(scheme) == NONE:
+        return ""
+    return " ".join([*path_words(path), *symbol_words(symbol)])
+
