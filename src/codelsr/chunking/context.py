@@ -25,6 +25,9 @@ import re
 NONE = "none"
 PATH_SYMBOL = "path+symbol"
 SCHEMES: tuple[str, ...] = (NONE, PATH_SYMBOL)
+# The parts of a header, by origin (``header_parts``).
+PATH_PART = "path"
+SYMBOL_PART = "symbol"
 DEFAULT_SCHEME = PATH_SYMBOL
 
 # File stems that say nothing about their contents: every package has one.
@@ -65,9 +68,17 @@ def symbol_words(symbol: str | None) -> list[str]:
     return [" ".join(symbol.split())]
 
 
+def header_parts(scheme: str, path: str, symbol: str | None) -> dict[str, str]:
+    """The header's parts by origin, in header order: ``{"path": ..., "symbol": ...}`` (empty
+    parts left out; nothing for ``none``). ``explain`` uses it to say a term matched through the
+    path or the symbol rather than a line of the text."""
+    if check_scheme(scheme) == NONE:
+        return {}
+    parts = {PATH_PART: " ".join(path_words(path)), SYMBOL_PART: " ".join(symbol_words(symbol))}
+    return {origin: words for origin, words in parts.items() if words}
+
+
 def context_header(scheme: str, path: str, symbol: str | None) -> str:
     """The header a chunk is encoded with under ``scheme`` (``""`` for ``none``)."""
-    if check_scheme(scheme) == NONE:
-        return ""
-    return " ".join([*path_words(path), *symbol_words(symbol)])
+    return " ".join(header_parts(scheme, path, symbol).values())
 
