@@ -146,7 +146,12 @@ def _via_note(via: str | None) -> str:
 
 
 def _header_origin(surface: str, parts: dict[str, tuple[set[str], str]]) -> str | None:
-    """The header part (``path`` or ``symbol``) holding ``surface``, or ``None``."""
+    """The header part (``path`` or ``symbol``) holding ``surface``, or ``None``: a part holding
+    it as a word wins over one holding it inside a word (``session`` is the class ``Session``,
+    not a piece of the file ``sessions.py``)."""
+    for origin, (words, _) in parts.items():
+        if surface in words:
+            return origin
     for origin, (words, lower) in parts.items():
         if _occurs(surface, words, lower):
             return origin
