@@ -213,3 +213,6 @@ def test_the_eval_repo_system_can_name_a_scheme():
     assert before.name == "repo@none:lexical" and before.context == NONE and before.encoder == "lexical"
     product = make_system("repo:hybrid-code-tiny")
     assert product.name == "repo:hybrid-code-tiny" and product.context is None
+    library = make_system("codelsr@none:hybrid-code-tiny")
+    assert library.name == "codelsr@none:hybrid-code-tiny" and library.context == NONE
+    assert make_system("codelsr:lexical").context is None
