@@ -69,7 +69,7 @@ def test_a_method_is_headed_by_its_path_words_and_qualified_name():
     assert chunks["Session.request"].context == "requests sessions Session.request"
     assert chunks["merge_setting"].context == "requests sessions merge_setting"
     assert chunks["Session"].context == "requests sessions Session"
-    assert chunks[None].kind == "module" and chunks[None].context == "requests sessions"
+    assert chunks[None].kind == "module" and chunks[None].context == ""  # imports: the units carry the path
     method = chunks["Session.request"]
     assert method.encoded_text == "requests sessions Session.request\n" + method.text
     assert method.text.startswith("    def request")  # the stored text stays the file's lines
@@ -97,7 +97,13 @@ def test_scheme_none_gives_no_header_and_the_old_text_hash():
     for c in chunk_file("requests/sessions.py", SESSIONS, options=NONE_OPTIONS):
         assert c.context == "" and c.encoded_text == c.text
         assert c.content_hash == hashlib.sha1(c.text.encode()).hexdigest()
-    assert context_header(NONE, "a/b.py", "X.y") == "" and header_parts(NONE, "a/b.py", "X.y") == {}
+    assert context_header(NONE, "a/b.py", "X.y", "method") == ""
+    assert header_parts(NONE, "a/b.py", "X.y", "method") == {}
+
+
+def test_a_file_without_a_grammar_is_headed_by_its_path():
+    (window,) = chunk_file(".github/workflows/ci.yml", "on: push\njobs:\n  test: {}\n")
+    assert window.kind == "window" and window.context == "github workflows ci"
 
 
 def test_the_hash_covers_the_header_so_a_rename_changes_it():
@@ -155,7 +161,9 @@ def test_a_scheme_change_rechunks_and_reencodes_every_file(requests_repo):
     assert again.encoded_chunks == 0 and again.changed_files == 0
     plain = build_index(requests_repo, options=NONE_OPTIONS)
     assert plain.changed_files == plain.files and plain.compacted
-    assert plain.encoded_chunks == plain.chunks  # no vector of a headed chunk serves a plain one
+    headed = sum(1 for rel in ("requests/sessions.py", "docs/guide.md")
+                 for c in chunk_file(rel, (requests_repo / rel).read_text()) if c.context)
+    assert plain.encoded_chunks == headed > 0  # no vector of a headed chunk serves a plain one
     kept = build_index(requests_repo)  # no options: the index keeps its scheme (a hook's reindex)
     assert kept.changed_files == 0 and open_index(requests_repo).manifest.context_scheme == NONE
     back = build_index(requests_repo, options=ChunkingOptions())  # every file re-chunked, vectors reused by hash

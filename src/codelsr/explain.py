@@ -195,7 +195,7 @@ def explain_chunk(reader: IndexReader, query: str, chunk_id: str, *, max_terms: 
     c_words = set().union(*(w for w, _ in line_words)) if line_words else set()
     c_lower = chunk.text.lower()
     header = {origin: (set(code_terms(words, drop_stopwords=False)), words.lower())
-              for origin, words in header_parts(reader.manifest.context_scheme, chunk.path, chunk.symbol).items()}
+              for origin, words in header_parts(reader.manifest.context_scheme, chunk.path, chunk.symbol, chunk.kind).items()}
 
     terms: list[TermContribution] = []
     for term, qw in q_vec.items():

@@ -16,7 +16,7 @@ class Chunk:
 
     Lines are 1-based and inclusive. ``path`` is relative to the repository root, with ``/``.
     ``symbol`` is the qualified name (``Class.method``) or ``None`` for line windows.
-    ``context`` is a header derived from ``path`` and ``symbol`` by the index's context scheme
+    ``context`` is a header derived from ``path``, ``symbol`` and ``kind`` by the index's context scheme
     (``codelsr.chunking.context``); it is not stored, a reader derives it again.
     """
 

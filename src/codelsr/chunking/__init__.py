@@ -131,7 +131,7 @@ def chunk_file(
 
 def with_context(chunks: list[Chunk], scheme: str) -> list[Chunk]:
     """The chunks with the header ``scheme`` gives each (``chunking.context``)."""
-    return [dataclasses.replace(c, context=context_header(scheme, c.path, c.symbol)) for c in chunks]
+    return [dataclasses.replace(c, context=context_header(scheme, c.path, c.symbol, c.kind)) for c in chunks]
 
 
 def chunk_repository(

@@ -6,7 +6,7 @@ lexical encoder ranks gold functions better when each unit's file path is in its
 ``evals/results/context/``), so the encoders see ``header + "\\n" + text``, where the header is
 built here from what a chunk already has: its path and its qualified symbol.
 
-The header is a pure function of stored fields (path, symbol) and of the *scheme* the index was
+The header is a pure function of stored fields (path, symbol, kind) and of the *scheme* the index was
 built with (recorded in the manifest's ``chunking``), so an index needs no extra column: a reader
 rebuilds each chunk's header from its row. Schemes:
 
@@ -14,8 +14,12 @@ rebuilds each chunk's header from its row. Schemes:
 - ``path+symbol``: the path's folders and file stem as words (``requests/sessions.py`` ->
   ``requests sessions``), then the chunk's qualified symbol (``Session.request``: the enclosing
   class and the function itself, which also names the later windows of a long function whose
-  ``def`` line they do not hold). Module-level and window chunks without a symbol get the path
-  alone; Markdown sections get their heading.
+  ``def`` line they do not hold). Markdown sections get their heading; line windows of a file
+  without a grammar (configuration, plain text) get the path alone. ``module`` chunks (imports,
+  constants: the code between a file's units) get no header: every unit of the file already
+  carries the path, and measured on the agent-questions dev split, giving the path to module
+  chunks too lets them outrank the functions that answer (repo:lexical nDCG@10 dev 53.1 with
+  it, 54.1 without; test 71.5 and 71.8; ``evals/results/context/table.md``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ PATH_PART = "path"
 SYMBOL_PART = "symbol"
 DEFAULT_SCHEME = PATH_SYMBOL
 
+# Chunk kinds encoded without a header (see the module docstring).
+BARE_KINDS = frozenset({"module"})
 # File stems that say nothing about their contents: every package has one.
 _EMPTY_STEMS = frozenset({"__init__"})
 # Path separators and the punctuation of file names; words are what is left.
@@ -68,17 +74,17 @@ def symbol_words(symbol: str | None) -> list[str]:
     return [" ".join(symbol.split())]
 
 
-def header_parts(scheme: str, path: str, symbol: str | None) -> dict[str, str]:
+def header_parts(scheme: str, path: str, symbol: str | None, kind: str) -> dict[str, str]:
     """The header's parts by origin, in header order: ``{"path": ..., "symbol": ...}`` (empty
-    parts left out; nothing for ``none``). ``explain`` uses it to say a term matched through the
-    path or the symbol rather than a line of the text."""
-    if check_scheme(scheme) == NONE:
+    parts left out; nothing for ``none`` or a ``BARE_KINDS`` chunk). ``explain`` uses it to say a
+    term matched through the path or the symbol rather than a line of the text."""
+    if check_scheme(scheme) == NONE or kind in BARE_KINDS:
         return {}
     parts = {PATH_PART: " ".join(path_words(path)), SYMBOL_PART: " ".join(symbol_words(symbol))}
     return {origin: words for origin, words in parts.items() if words}
 
 
-def context_header(scheme: str, path: str, symbol: str | None) -> str:
-    """The header a chunk is encoded with under ``scheme`` (``""`` for ``none``)."""
-    return " ".join(header_parts(scheme, path, symbol).values())
+def context_header(scheme: str, path: str, symbol: str | None, kind: str) -> str:
+    """The header a chunk is encoded with under ``scheme`` (``""`` for none)."""
+    return " ".join(header_parts(scheme, path, symbol, kind).values())
 

@@ -212,7 +212,7 @@ def _to_chunk(raw: tuple, where: Path, context: str = NO_CONTEXT) -> Chunk:
     too large for the checksum check on open."""
     r = ChunkRow(*raw)
     chunk = Chunk(path=r.path, start_line=r.start_line, end_line=r.end_line, symbol=r.symbol, language=r.language,
-                  kind=r.kind, text=r.text, context=context_header(context, r.path, r.symbol))
+                  kind=r.kind, text=r.text, context=context_header(context, r.path, r.symbol, r.kind))
     if chunk.chunk_id != r.chunk_id:
         raise _corrupt(where, ValueError(f"row {r.row} does not match its chunk id"))
     return chunk
