@@ -17,6 +17,7 @@ from codelsr.chunking import ChunkingOptions, chunk_file
 from codelsr.chunking.context import (
     NONE,
     PATH_SYMBOL,
+    RULES_VERSION,
     check_scheme,
     context_header,
     header_parts,
@@ -26,7 +27,10 @@ from codelsr.cli import main as cli_main
 from codelsr.errors import CorruptIndexError
 from codelsr.explain import explain
 from codelsr.index import build_index, index_status, open_index
+from codelsr.index import build as build_module
+from codelsr.index import reader as reader_module
 from codelsr.index.manifest import IndexManifest
+from codelsr.index.reader import check_context_rules
 from codelsr.index.store import ChunkTable
 from codelsr.search import search
 
@@ -224,3 +228,28 @@ def test_the_eval_repo_system_can_name_a_scheme():
     library = make_system("codelsr@none:hybrid-code-tiny")
     assert library.name == "codelsr@none:hybrid-code-tiny" and library.context == NONE
     assert make_system("codelsr:lexical").context is None
+
+
+def test_chunks_made_by_other_header_rules_are_rechunked_not_kept(requests_repo):
+    """A codelsr whose header rules differ (``RULES_VERSION``) must not keep the old rows: their
+    ids hold the old headers. Readers refuse such an index with a hint; the next build re-chunks."""
+    build_index(requests_repo)
+    folder = open_index(requests_repo).folder
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["chunking"]["context_rules"] == RULES_VERSION
+    older = IndexManifest.model_validate(manifest | {"chunking": manifest["chunking"] | {"context_rules": 0}})
+    with pytest.raises(CorruptIndexError, match="context header rules 0"):
+        check_context_rules(older, requests_repo)
+    check_context_rules(older.model_copy(update={"chunking": older.chunking | {"context": NONE}}), requests_repo)
+
+
+def test_a_build_after_the_header_rules_change_rechunks_every_file(requests_repo, monkeypatch):
+    first = build_index(requests_repo)
+    monkeypatch.setattr(build_module, "CONTEXT_RULES", RULES_VERSION + 1)
+    monkeypatch.setattr(reader_module, "CONTEXT_RULES", RULES_VERSION + 1)
+    with pytest.raises(CorruptIndexError, match="context header rules"):
+        search(requests_repo, "request")
+    report = build_index(requests_repo)
+    assert report.changed_files == report.files == first.files
+    assert open_index(requests_repo).manifest.context_rules == RULES_VERSION + 1
+    assert search(requests_repo, "request url").hits

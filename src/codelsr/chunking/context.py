@@ -34,6 +34,10 @@ PATH_PART = "path"
 SYMBOL_PART = "symbol"
 DEFAULT_SCHEME = PATH_SYMBOL
 
+# The version of the rules below. Part of the chunking options an index records, so changing
+# the rules (bump it then) re-chunks every file on the next build instead of keeping rows whose
+# header was made by other rules; a reader refuses an index made with other rules.
+RULES_VERSION = 1
 # Chunk kinds encoded without a header (see the module docstring).
 BARE_KINDS = frozenset({"module"})
 # File stems that say nothing about their contents: every package has one.

@@ -31,6 +31,7 @@ import numpy as np
 import codelsr
 from codelsr import git
 from codelsr.chunking import ChunkingOptions, SkippedFile, chunk_file, decode_bytes
+from codelsr.chunking.context import RULES_VERSION as CONTEXT_RULES
 from codelsr.encoders import get_encoder, normalise_spec
 from codelsr.encoders.base import SparseEncoder
 from codelsr.errors import (
@@ -243,14 +244,18 @@ def chunking_options_of(previous: IndexManifest | None) -> ChunkingOptions:
     """The chunking options the index was built with (a hook's reindex keeps ``--exclude``)."""
     if previous is None or not previous.chunking:
         return ChunkingOptions()
+    names = {f.name for f in dataclasses.fields(ChunkingOptions)}
     try:
-        return ChunkingOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in previous.chunking.items()})
+        return ChunkingOptions(**{k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in previous.chunking.items() if k in names})
     except (TypeError, ValueError):
         return ChunkingOptions()
 
 
 def _options_json(options: ChunkingOptions) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(options)))
+    """The chunking options as the manifest records them, with the version of the context header
+    rules: a build only keeps the chunks of unchanged files when both are the same."""
+    return {**json.loads(json.dumps(dataclasses.asdict(options))), "context_rules": CONTEXT_RULES}
 
 
 def _stack_order(records: list[FileRecord], offsets: dict[int, int]) -> tuple[np.ndarray, list[FileRecord]]:

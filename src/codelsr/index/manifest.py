@@ -69,6 +69,11 @@ class IndexManifest(BaseModel):
         before headers existed encoded none."""
         return str(self.chunking.get("context", NO_CONTEXT))
 
+    @property
+    def context_rules(self) -> int | None:
+        """The version of the header rules the chunks were made with (``chunking.context``)."""
+        return self.chunking.get("context_rules")
+
     def write(self, folder: Path) -> None:
         (folder / MANIFEST_NAME).write_text(self.model_dump_json(indent=2), encoding="utf-8")
 
