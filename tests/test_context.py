@@ -92,6 +92,9 @@ def test_a_markdown_section_is_headed_by_its_heading():
     ("Makefile", ["Makefile"]),
     ("a/b.test.ts", ["a", "b"]),
     (".github/workflows/ci.yml", ["github", "workflows", "ci"]),
+    ("docs/000/00012.py", ["docs"]),
+    ("blog/2024/01/v2-notes.md", ["blog", "v2", "notes"]),
+    ("migrations/0012_auto.py", ["migrations", "0012_auto"]),
 ])
 def test_path_words_keep_folders_and_stem_and_drop_extensions(path, words):
     assert path_words(path) == words
