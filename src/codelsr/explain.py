@@ -194,8 +194,8 @@ def explain_chunk(reader: IndexReader, query: str, chunk_id: str, *, max_terms: 
     line_words = [(set(code_terms(line, drop_stopwords=False)), line.lower()) for line in lines]
     c_words = set().union(*(w for w, _ in line_words)) if line_words else set()
     c_lower = chunk.text.lower()
-    header = {origin: (set(code_terms(words, drop_stopwords=False)), words.lower())
-              for origin, words in header_parts(reader.manifest.context_scheme, chunk.path, chunk.symbol, chunk.kind).items()}
+    parts = header_parts(reader.manifest.context_scheme, chunk.path, chunk.symbol, chunk.kind)
+    header = {origin: (set(code_terms(words, drop_stopwords=False)), words.lower()) for origin, words in parts.items()}
 
     terms: list[TermContribution] = []
     for term, qw in q_vec.items():
