@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import git, skip_without_seismic, write
 
+from codelsr.chunking import ChunkingOptions, chunk_file
 from codelsr.index import build, build_index, open_index
 from codelsr.index import reader as reader_module
 from codelsr.search import search
@@ -178,9 +179,23 @@ def test_a_one_file_commit_re_encodes_only_that_file_and_shares_the_main_segment
     assert search(repo, "lru eviction policy", k=1).hits[0].path == "pkg1/mod_09.py"
 
 
-def test_renamed_files_reuse_their_vectors(tmp_path):
+def test_a_renamed_file_reencodes_its_own_chunks_only(tmp_path):
+    """The context header holds the path's words, so a renamed file's headed chunks are new texts
+    to the encoder (docs/performance.md); its module-level chunks (no header) and every other file
+    keep their vectors."""
     repo = make_repo(tmp_path / "repo")
-    build_index(repo)
+    first = build_index(repo)
+    moved = sum(1 for c in chunk_file("pkg2/mod_02.py", (repo / "pkg2/mod_02.py").read_text()) if c.context)
+    git(repo, "mv", "pkg2/mod_02.py", "pkg2/moved.py")
+    git(repo, "commit", "-qm", "rename")
+    report = build_index(repo)
+    assert report.changed_files == 1 and report.deleted_files == 1
+    assert 0 < report.encoded_chunks == moved < first.chunks
+
+
+def test_renamed_files_reuse_their_vectors_without_context_headers(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    build_index(repo, options=ChunkingOptions(context="none"))
     git(repo, "mv", "pkg2/mod_02.py", "pkg2/moved.py")
     git(repo, "commit", "-qm", "rename")
     report = build_index(repo)

@@ -13,6 +13,9 @@ System specs (``--systems``):
   ``search_code`` per query over an in-process ``mcp.Client`` session): what an agent receives.
 * ``repo:<encoder spec>``: codelsr on the real source folders of the agent-questions packages,
   hits matched to gold functions by path and overlapping lines (:mod:`evals.systems.repo`).
+  ``repo@<context scheme>:<encoder spec>`` and ``codelsr@<context scheme>:<encoder spec>`` build
+  their index with another context header scheme (``repo@none:lexical``: chunks encoded without a
+  header, codelsr before issue 18).
 """
 
 from __future__ import annotations
@@ -56,14 +59,17 @@ def make_system(spec: str) -> System:
 
         return DenseSystem()
     kind, _, encoder = spec.partition(":")
-    if kind == "repo":
+    if kind == "repo" or kind.startswith("repo@"):
         from evals.systems.repo import RepoSystem
 
-        return RepoSystem(encoder or "lexical")
-    if kind in ("codelsr", "agent"):
+        context = kind.partition("@")[2] or None
+        return RepoSystem(encoder or "lexical", context)
+    if kind in ("codelsr", "agent") or kind.startswith("codelsr@"):
         from evals.systems.codelsr_systems import AgentSystem, LibrarySystem
 
         encoder = encoder or "lexical"
-        return LibrarySystem(encoder) if kind == "codelsr" else AgentSystem(encoder)
+        if kind == "agent":
+            return AgentSystem(encoder)
+        return LibrarySystem(encoder, kind.partition("@")[2] or None)
     raise ValueError(f"unknown system {spec!r}: use one of {', '.join(BASELINES)}, "
                      "'codelsr:<encoder spec>', 'agent:<encoder spec>' or 'repo:<encoder spec>' (e.g. codelsr:lexical)")

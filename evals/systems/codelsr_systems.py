@@ -86,19 +86,26 @@ def _clip(query: str) -> str:
 
 
 class LibrarySystem:
-    def __init__(self, encoder: str = "lexical"):
+    """``context``: the chunks' context header scheme (``codelsr.chunking.context``); ``None``
+    keeps the product's default (``codelsr@none:lexical`` is codelsr before issue 18)."""
+
+    def __init__(self, encoder: str = "lexical", context: str | None = None):
         self.encoder = encoder
-        self.name = f"codelsr:{encoder}"
+        self.context = context
+        self.name = f"codelsr:{encoder}" if context is None else f"codelsr@{context}:{encoder}"
 
     def index(self, task: Task) -> dict[str, Any]:
         from codelsr.chunking import ChunkingOptions
         from codelsr.index import build_index, open_index
 
-        folder = corpus_folder(task, f"lib-{self.encoder}")
+        folder = corpus_folder(task, f"lib-{self.encoder}" + (f"@{self.context}" if self.context else ""))
         self.path_to_doc = write_corpus(task, folder)
-        report = build_index(folder, self.encoder, options=ChunkingOptions(max_file_bytes=LIBRARY_MAX_FILE_BYTES))
+        options = ChunkingOptions(max_file_bytes=LIBRARY_MAX_FILE_BYTES)
+        if self.context:
+            options = ChunkingOptions(max_file_bytes=LIBRARY_MAX_FILE_BYTES, context=self.context)
+        report = build_index(folder, self.encoder, options=options)
         self.reader = open_index(folder)
-        return {"encoder_id": report.encoder_id, "backend": report.backend, "files": report.files,
+        return {"encoder_id": report.encoder_id, "context": options.context, "backend": report.backend, "files": report.files,
                 "chunks": report.chunks, "skipped": report.skipped, "encoded_chunks": report.encoded_chunks,
                 "index_seconds": round(report.seconds, 2)}
 

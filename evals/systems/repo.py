@@ -55,9 +55,13 @@ def copy_sources(source_dirs: dict[str, str], folder: Path) -> dict[str, Any]:
 
 
 class RepoSystem:
-    def __init__(self, encoder: str = "lexical"):
+    """``context``: the chunks' context header scheme (``codelsr.chunking.context``); ``None``
+    keeps the product's default, so ``repo:<encoder>`` always measures what users get."""
+
+    def __init__(self, encoder: str = "lexical", context: str | None = None):
         self.encoder = encoder
-        self.name = f"repo:{encoder}"
+        self.context = context
+        self.name = f"repo:{encoder}" if context is None else f"repo@{context}:{encoder}"
 
     def index(self, task: Task) -> dict[str, Any]:
         from codelsr.index import build_index, open_index
@@ -71,12 +75,17 @@ class RepoSystem:
             from evals.tasks.agent_questions import load_questions
 
             self.gold |= {q.id: [g.unit_id for g in q.gold] for q in load_questions(Path(task.meta["questions_file"]))}
-        slug = hashlib.sha1(f"{self.encoder}|{sorted(source_dirs)}".encode()).hexdigest()[:8]
+        from codelsr.chunking import ChunkingOptions
+
+        key = f"{self.encoder}|{sorted(source_dirs)}" + (f"|{self.context}" if self.context else "")
+        slug = hashlib.sha1(key.encode()).hexdigest()[:8]
         self.folder = cache_dir("agent-questions-repo") / f"{'+'.join(sorted(source_dirs))}-{slug}"
         copy_sources(source_dirs, self.folder)
-        report = build_index(self.folder, self.encoder)  # the product's chunking options and file filters
+        # The product's chunking options and file filters (a context scheme, when one is named).
+        options = ChunkingOptions(context=self.context) if self.context else ChunkingOptions()
+        report = build_index(self.folder, self.encoder, options=options)
         self.reader = open_index(self.folder)
-        return {"encoder_id": report.encoder_id, "backend": report.backend, "files": report.files,
+        return {"encoder_id": report.encoder_id, "context": options.context, "backend": report.backend, "files": report.files,
                 "chunks": report.chunks, "skipped": report.skipped, "encoded_chunks": report.encoded_chunks,
                 "index_seconds": round(report.seconds, 2), "folder": str(self.folder)}
 

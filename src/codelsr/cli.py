@@ -28,6 +28,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     options = ChunkingOptions(
         max_file_bytes=args.max_file_bytes,
         exclude_globs=tuple(args.exclude or ()),
+        context=args.context,
     )
     console = _stderr_console()
     with Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -165,7 +166,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             continue
         changed = {True: "changed since", False: "unchanged since", None: "unknown since"}[s.changed_since_index]
         commit = (s.indexed_commit or "no commit")[:12]
-        print(f"{s.repo}: {s.chunks} chunks from {s.files} files, encoder {s.encoder}, backend {s.backend}, "
+        print(f"{s.repo}: {s.chunks} chunks from {s.files} files, encoder {s.encoder}, context {s.context}, backend {s.backend}, "
               f"commit {commit}, working tree {changed} indexing, {s.index_bytes / 1e6:.1f} MB, "
               f"built {s.created_at} ({s.age_seconds:.0f} s ago)")
         print(f"  integrity: {_integrity_line(s)}")
@@ -225,12 +226,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(result.summary)
     for t in result.terms:
         kind = "expansion" if t.expansion else "literal"
-        lines = ",".join(map(str, t.lines[:8])) or "-"
-        print(f"  {t.term:<24} {t.contribution:8.3f} = {t.query_weight:.3f} x {t.doc_weight:.3f}  {kind:<9} lines {lines}")
+        where = f"lines {','.join(map(str, t.lines[:8])) or '-'}" if t.via in ("text", None) else f"via {t.via}"
+        print(f"  {t.term:<24} {t.contribution:8.3f} = {t.query_weight:.3f} x {t.doc_weight:.3f}  {kind:<9} {where}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from codelsr.chunking.context import DEFAULT_SCHEME as DEFAULT_CONTEXT
+    from codelsr.chunking.context import SCHEMES as CONTEXT_SCHEMES
+
     parser = argparse.ArgumentParser(prog="codelsr", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -245,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "for new indexes: $CODELSR_MILVUS_URI")
     p.add_argument("--force", action="store_true", help="re-encode every chunk (ignore cached vectors)")
     p.add_argument("--max-file-bytes", type=int, default=1_000_000)
+    p.add_argument("--context", choices=list(CONTEXT_SCHEMES), default=DEFAULT_CONTEXT,
+                   help="header encoded before each chunk: its path words and qualified symbol (path+symbol, the "
+                        "default) or nothing (none); changing it re-encodes every chunk")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="skip paths matching GLOB (repeatable)")
     p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                    help="wait this long for another indexing run of the same repository to finish")

@@ -13,6 +13,11 @@ Expansions come in three kinds, by where the term is missing from the text:
 - ``document_expansion``: the query contains it but the chunk does not (inferred from the chunk);
 - ``inferred``: neither text contains it.
 
+A chunk is encoded with a context header (``codelsr.chunking.context``: its path's words and its
+qualified symbol) before its text. A term found in the header and in no line of the text is
+marked ``via="path"`` or ``via="symbol"`` (no lines: the header is not a line of the file); a term
+found in the text is ``via="text"``; an expansion found in neither has ``via=None``.
+
 When only the top ``max_terms`` terms are listed, ``other_terms`` carries the rest, so the listed
 contributions plus ``other_terms.contribution`` always add up to ``score``.
 """
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codelsr.chunking.context import PATH_PART, SYMBOL_PART, header_parts
 from codelsr.encoders.hybrid import LEXICAL_PREFIX
 from codelsr.encoders.identifiers import code_terms
 from codelsr.errors import InvalidQueryError
@@ -75,6 +81,7 @@ class TermContribution:
     expansion: bool
     lines: list[int] = field(default_factory=list)
     kind: str = "literal"  # literal | query_expansion | document_expansion | inferred
+    via: str | None = "text"  # where the chunk holds it: text | path | symbol (context header) | None
 
 
 @dataclass
@@ -133,10 +140,29 @@ def _focus_lines(terms: list[TermContribution], lines: list[str], start_line: in
     ]
 
 
+def _via_note(via: str | None) -> str:
+    """`` (via path)`` for a term matched only through the context header."""
+    return f" (via {via})" if via in (PATH_PART, SYMBOL_PART) else ""
+
+
+def _header_origin(surface: str, parts: dict[str, tuple[set[str], str]]) -> str | None:
+    """The header part (``path`` or ``symbol``) holding ``surface``, or ``None``: a part holding
+    it as a word wins over one holding it inside a word (``session`` is the class ``Session``,
+    not a piece of the file ``sessions.py``)."""
+    for origin, (words, _) in parts.items():
+        if surface in words:
+            return origin
+    for origin, (words, lower) in parts.items():
+        if _occurs(surface, words, lower):
+            return origin
+    return None
+
+
 def _summary(score: float, share: float, terms: list[TermContribution], focus: list[FocusLine]) -> str:
     if not terms:
         return "no query term occurs in this chunk: score 0"
-    top = ", ".join(f"{t.term}{'*' if t.expansion else ''} {t.contribution:.2f}" for t in terms[:5])
+    top = ", ".join(f"{t.term}{'*' if t.expansion else ''}{_via_note(t.via)} {t.contribution:.2f}"
+                    for t in terms[:5])
     text = f"score {score:.3f} from {len(terms)} shared terms ({share:.0%} from expansion terms*): {top}"
     if focus:
         text += f"; best lines {', '.join(str(f.line) for f in focus[:3])}"
@@ -168,6 +194,8 @@ def explain_chunk(reader: IndexReader, query: str, chunk_id: str, *, max_terms: 
     line_words = [(set(code_terms(line, drop_stopwords=False)), line.lower()) for line in lines]
     c_words = set().union(*(w for w, _ in line_words)) if line_words else set()
     c_lower = chunk.text.lower()
+    parts = header_parts(reader.manifest.context_scheme, chunk.path, chunk.symbol, chunk.kind)
+    header = {origin: (set(code_terms(words, drop_stopwords=False)), words.lower()) for origin, words in parts.items()}
 
     terms: list[TermContribution] = []
     for term, qw in q_vec.items():
@@ -177,10 +205,12 @@ def explain_chunk(reader: IndexReader, query: str, chunk_id: str, *, max_terms: 
         qw, dw = float(np.float32(qw)), float(dw)  # the precision search scores with
         surface = term_surface(term)
         in_query = _occurs(surface, q_words, q_lower)
-        in_chunk = _occurs(surface, c_words, c_lower)
+        in_text = _occurs(surface, c_words, c_lower)
+        via = "text" if in_text else _header_origin(surface, header)
+        in_chunk = via is not None
         where = [chunk.start_line + i for i, (w, low) in enumerate(line_words) if _occurs(surface, w, low)]
         terms.append(TermContribution(term, qw, dw, qw * dw, in_query, in_chunk, not (in_query and in_chunk),
-                                      where[:max_lines_per_term], term_kind(in_query, in_chunk)))
+                                      where[:max_lines_per_term], term_kind(in_query, in_chunk), via))
     terms.sort(key=lambda t: (-t.contribution, t.term))
     score = sum(t.contribution for t in terms)
     expansion = sum(t.contribution for t in terms if t.expansion)

@@ -16,6 +16,8 @@ class Chunk:
 
     Lines are 1-based and inclusive. ``path`` is relative to the repository root, with ``/``.
     ``symbol`` is the qualified name (``Class.method``) or ``None`` for line windows.
+    ``context`` is a header derived from ``path``, ``symbol`` and ``kind`` by the index's context scheme
+    (``codelsr.chunking.context``); it is not stored, a reader derives it again.
     """
 
     path: str
@@ -25,11 +27,18 @@ class Chunk:
     symbol: str | None
     kind: str  # "function", "method", "class", "window", "module", "section", ...
     text: str
+    context: str = ""  # the header encoded before the text (``chunking.context``); "" for none
+
+    @property
+    def encoded_text(self) -> str:
+        """What the encoders see: the context header on its own first line, then the text."""
+        return f"{self.context}\n{self.text}" if self.context else self.text
 
     @property
     def content_hash(self) -> str:
-        """Hash of the text alone: the key of the vector cache (same text, same vector)."""
-        return hashlib.sha1(self.text.encode("utf-8", "surrogatepass")).hexdigest()
+        """Hash of what is encoded (header and text): the key of the vector caches, so a vector is
+        reused only for the same header and text. Without a header it is the hash of the text."""
+        return hashlib.sha1(self.encoded_text.encode("utf-8", "surrogatepass")).hexdigest()
 
     @property
     def chunk_id(self) -> str:

@@ -10,12 +10,14 @@ line windows; ``chunk_repository`` does both for a whole tree. Language rules li
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codelsr.chunking.context import context_header
 from codelsr.chunking.languages import (
     TEXT,
     detect_language,
@@ -50,6 +52,7 @@ __all__ = [
     "WalkResult",
     "chunk_file",
     "chunk_repository",
+    "context_header",
     "classify",
     "decode_bytes",
     "detect_language",
@@ -59,6 +62,7 @@ __all__ = [
     "list_candidates",
     "read_text",
     "walk_repository",
+    "with_context",
 ]
 
 _log = logging.getLogger(__name__)
@@ -90,6 +94,7 @@ def chunk_file(
     with a grammar give units plus ``"module"`` chunks for the code between them; files
     without one, or whose parse fails, give ``"window"`` chunks. Line endings are normalised
     to ``\\n`` so that line numbers match what editors show. Blank files give no chunks.
+    Each chunk carries the header of ``options.context`` (``chunking.context``).
     """
     rel_path = rel_path.replace("\\", "/")
     if "\r" in text:
@@ -121,7 +126,12 @@ def chunk_file(
         builder.add(1, len(lines), "window", None)
     else:
         builder.add_units(units)
-    return builder.chunks
+    return with_context(builder.chunks, options.context)
+
+
+def with_context(chunks: list[Chunk], scheme: str) -> list[Chunk]:
+    """The chunks with the header ``scheme`` gives each (``chunking.context``)."""
+    return [dataclasses.replace(c, context=context_header(scheme, c.path, c.symbol, c.kind)) for c in chunks]
 
 
 def chunk_repository(

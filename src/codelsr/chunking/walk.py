@@ -21,6 +21,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from codelsr import git
+from codelsr.chunking.context import DEFAULT_SCHEME, check_scheme
 from codelsr.chunking.languages import TEXT, detect_language, language_from_shebang, spec_for
 from codelsr.errors import NotARepositoryError
 
@@ -249,8 +250,12 @@ class ChunkingOptions:
     min_chunk_lines: int = 5
     exclude_dirs: tuple[str, ...] = DEFAULT_EXCLUDE_DIRS
     exclude_globs: tuple[str, ...] = ()
+    # The header each chunk is encoded with (``chunking.context``): part of the options, so the
+    # manifest records it and a reindex with another scheme re-chunks and re-encodes every file.
+    context: str = DEFAULT_SCHEME
 
     def __post_init__(self) -> None:
+        check_scheme(self.context)
         if self.max_file_bytes < 1:
             raise ValueError("max_file_bytes must be at least 1")
         if self.max_chunk_lines < 1:

@@ -31,6 +31,7 @@ import numpy as np
 import codelsr
 from codelsr import git
 from codelsr.chunking import ChunkingOptions, SkippedFile, chunk_file, decode_bytes
+from codelsr.chunking.context import RULES_VERSION as CONTEXT_RULES
 from codelsr.encoders import get_encoder, normalise_spec
 from codelsr.encoders.base import SparseEncoder
 from codelsr.errors import (
@@ -166,7 +167,7 @@ class _Base:
 
     def vectors_for(self, hashes: set[str]) -> dict[str, SparseVector]:
         """Cached vectors by content hash, from any row of either segment (tombstones included:
-        a vector depends on the chunk text alone)."""
+        a vector depends on the encoded text alone, context header included)."""
         found: dict[str, SparseVector] = {}
         for db, is_main in ((self.delta_chunks, False), (self.main_chunks, True)):
             need = [h for h in hashes if h not in found]
@@ -243,14 +244,18 @@ def chunking_options_of(previous: IndexManifest | None) -> ChunkingOptions:
     """The chunking options the index was built with (a hook's reindex keeps ``--exclude``)."""
     if previous is None or not previous.chunking:
         return ChunkingOptions()
+    names = {f.name for f in dataclasses.fields(ChunkingOptions)}
     try:
-        return ChunkingOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in previous.chunking.items()})
+        return ChunkingOptions(**{k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in previous.chunking.items() if k in names})
     except (TypeError, ValueError):
         return ChunkingOptions()
 
 
 def _options_json(options: ChunkingOptions) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(options)))
+    """The chunking options as the manifest records them, with the version of the context header
+    rules: a build only keeps the chunks of unchanged files when both are the same."""
+    return {**json.loads(json.dumps(dataclasses.asdict(options))), "context_rules": CONTEXT_RULES}
 
 
 def _stack_order(records: list[FileRecord], offsets: dict[int, int]) -> tuple[np.ndarray, list[FileRecord]]:
@@ -441,10 +446,12 @@ class _Segments:
 
 
 def _chunk_changed(changed: list, options: ChunkingOptions, progress: Progress | None
-                   ) -> tuple[list[FileRecord], list[ChunkRow]]:
-    """Chunk the changed files: their records (segment ``NEW``) and their chunks as table rows."""
+                   ) -> tuple[list[FileRecord], list[ChunkRow], list[str]]:
+    """Chunk the changed files: their records (segment ``NEW``), their chunks as table rows, and
+    what the encoder sees of each row (its context header and text, ``Chunk.encoded_text``)."""
     records: list[FileRecord] = []
     rows: list[ChunkRow] = []
+    texts: list[str] = []
     if progress:
         progress("chunking", 0, len(changed))
     for done, cf in enumerate(changed, 1):
@@ -452,9 +459,10 @@ def _chunk_changed(changed: list, options: ChunkingOptions, progress: Progress |
         records.append(FileRecord(cf.file.path, cf.file.language, NEW, len(rows), len(chunks), cf.sha1, cf.size,
                                   cf.mtime_ns))
         rows.extend(chunk_row(len(rows) + i, c) for i, c in enumerate(chunks))
+        texts.extend(c.encoded_text for c in chunks)
         if progress:
             progress("chunking", done, len(changed))
-    return records, rows
+    return records, rows, texts
 
 
 def _write_main(tmp: Path, records: list[FileRecord], base: _Base | None, fresh: ForwardIndex,
@@ -525,7 +533,7 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
     vcs = git_changes(repo, table.git_commit if table is not None else None, state)
     changes = scan(repo, options, table, vcs)
 
-    new_records, fresh_rows = _chunk_changed(changes.changed, options, progress)
+    new_records, fresh_rows, fresh_texts = _chunk_changed(changes.changed, options, progress)
     records = sorted([*changes.unchanged, *new_records], key=lambda r: r.path)
     hashes = [r.content_hash for r in fresh_rows]
     source = base if base is not None else salvaged
@@ -536,7 +544,7 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
         if vector_store is not None:
             cache.update(vector_store.get(set(hashes) - cache.keys()))
         known = set(cache)
-        vectors, n_encoded = encode_with_cache(enc, [r.text for r in fresh_rows], hashes, cache, progress,
+        vectors, n_encoded = encode_with_cache(enc, fresh_texts, hashes, cache, progress,
                                                vector_store)
         _store_new(store, cache, set(hashes) - known, replace=not reuse_vectors)
     finally:

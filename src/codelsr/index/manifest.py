@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from codelsr.chunking.context import NONE as NO_CONTEXT
 from codelsr.errors import CorruptIndexError
 
 # Bump when the on-disk layout changes; older generations are then refused with a rebuild hint.
@@ -61,6 +62,17 @@ class IndexManifest(BaseModel):
     segments: Segments = Segments()
     extra: dict[str, Any] = {}
     checksums: str | None = None  # algorithm of checksums.json (index.checksums); None: written before them
+
+    @property
+    def context_scheme(self) -> str:
+        """The header scheme the chunks were encoded with (``chunking.context``); an index built
+        before headers existed encoded none."""
+        return str(self.chunking.get("context", NO_CONTEXT))
+
+    @property
+    def context_rules(self) -> int | None:
+        """The version of the header rules the chunks were made with (``chunking.context``)."""
+        return self.chunking.get("context_rules")
 
     def write(self, folder: Path) -> None:
         (folder / MANIFEST_NAME).write_text(self.model_dump_json(indent=2), encoding="utf-8")

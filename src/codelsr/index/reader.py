@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from codelsr.chunking.context import NONE as NO_CONTEXT
+from codelsr.chunking.context import RULES_VERSION as CONTEXT_RULES
 from codelsr.encoders import get_encoder, normalise_spec
 from codelsr.encoders.base import CollectionAware, SparseEncoder
 from codelsr.errors import CorruptIndexError, EncoderMismatchError, NotIndexedError
@@ -54,6 +56,16 @@ class DocFreq(Mapping):
 
     def __len__(self) -> int:
         return len(self._ids)
+
+
+def check_context_rules(manifest: IndexManifest, repo: Path) -> None:
+    """Refuse chunks whose context headers were made by rules this codelsr does not know: their
+    ids would not match (every row would read as damaged); a build re-chunks them."""
+    if manifest.context_scheme != NO_CONTEXT and manifest.context_rules != CONTEXT_RULES:
+        raise CorruptIndexError(
+            f"the index of {repo} was built with context header rules {manifest.context_rules}, this codelsr "
+            f"makes rules {CONTEXT_RULES}: run `codelsr index {repo}` (or index_repo) to update it"
+        )
 
 
 class SegmentedBackend:
@@ -102,9 +114,10 @@ class IndexReader:
         self.folder = folder
         health.raise_if_damaged(folder, repo)  # checksums: sizes, and every byte of the small files
         self.manifest = IndexManifest.read(folder)
+        check_context_rules(self.manifest, repo)
         check_file_sizes(folder, self.manifest.segments.sizes)
         self.layout = SegmentLayout(FileTable.read(folder), folder / FILES_TABLE)
-        self.chunks = ChunkTable(folder, self.layout)
+        self.chunks = ChunkTable(folder, self.layout, self.manifest.context_scheme)
         self._main_forward = ForwardIndex.read(folder)
         delta = ForwardIndex.read(folder / DELTA_DIR) if self.layout.n_delta else None
         for fwd, rows, where in ((self._main_forward, self.layout.n_main, folder),

@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from codelsr.chunking.context import NONE as NO_CONTEXT
+from codelsr.chunking.context import context_header
 from codelsr.errors import CorruptIndexError
 from codelsr.index.layout import (
     CHUNKS_DB,
@@ -203,13 +205,14 @@ class SegmentChunks:
         self._db.close()
 
 
-def _to_chunk(raw: tuple, where: Path) -> Chunk:
-    """A ``Chunk`` from a row with the columns of ``SegmentChunks.COLUMNS``, checked against its
-    stored id (a hash of path, lines and text): a damaged row is an error, never a served hit, even
-    where the file is too large for the checksum check on open."""
+def _to_chunk(raw: tuple, where: Path, context: str = NO_CONTEXT) -> Chunk:
+    """A ``Chunk`` from a row with the columns of ``SegmentChunks.COLUMNS``, its header derived
+    again under the index's ``context`` scheme, checked against its stored id (a hash of path,
+    lines, header and text): a damaged row is an error, never a served hit, even where the file is
+    too large for the checksum check on open."""
     r = ChunkRow(*raw)
     chunk = Chunk(path=r.path, start_line=r.start_line, end_line=r.end_line, symbol=r.symbol, language=r.language,
-                  kind=r.kind, text=r.text)
+                  kind=r.kind, text=r.text, context=context_header(context, r.path, r.symbol, r.kind))
     if chunk.chunk_id != r.chunk_id:
         raise _corrupt(where, ValueError(f"row {r.row} does not match its chunk id"))
     return chunk
@@ -267,10 +270,13 @@ class SegmentLayout:
 class ChunkTable:
     """Read access to a generation's chunk metadata, by virtual row (see ``SegmentLayout``).
 
-    SQLite connections opened with ``check_same_thread=False`` are safe for our read-only use."""
+    SQLite connections opened with ``check_same_thread=False`` are safe for our read-only use.
+    ``context`` is the index's context scheme (``IndexManifest.context_scheme``): chunks read
+    back carry the header they were encoded with."""
 
-    def __init__(self, folder: Path, layout: SegmentLayout | None = None):
+    def __init__(self, folder: Path, layout: SegmentLayout | None = None, context: str = NO_CONTEXT):
         self.folder = folder
+        self.context = context
         self.path = folder / CHUNKS_DB
         self.layout = layout if layout is not None else SegmentLayout(FileTable.read(folder), folder / FILES_TABLE)
         self.segments = [SegmentChunks(self.path)]
@@ -292,14 +298,14 @@ class ChunkTable:
         return out
 
     def by_rows(self, rows: Sequence[int]) -> dict[int, Chunk]:
-        return {v: _to_chunk(r, self.path) for v, r in self._by_virtual(rows, SegmentChunks.COLUMNS)}
+        return {v: _to_chunk(r, self.path, self.context) for v, r in self._by_virtual(rows, SegmentChunks.COLUMNS)}
 
     def by_chunk_id(self, chunk_id: str) -> StoredChunk | None:
         for s, db in enumerate(self.segments):
             for r in db.query(f"SELECT {SegmentChunks.COLUMNS} FROM chunks WHERE chunk_id = ?", (chunk_id,)):
                 v = int(self.layout.virtual(s, [r[0]])[0])
                 if v >= 0:
-                    return StoredChunk(v, _to_chunk(r, db.path))
+                    return StoredChunk(v, _to_chunk(r, db.path, self.context))
         return None
 
     def _live(self, sql: str, args: Iterable = ()) -> list[tuple[int, tuple]]:

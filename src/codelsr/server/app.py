@@ -338,7 +338,9 @@ class CodelsrTools:
 
         For each term: query weight x document weight, whether it occurs literally in the query and in
         the chunk (otherwise it is an expansion the encoder inferred), and the chunk lines where it
-        occurs; focus_lines says where in the chunk the score concentrates. A hit carried mostly by
+        occurs (via "path" or "symbol", and no lines, when it matched only the chunk's context header:
+        its file path's words or its qualified name); focus_lines says where in the chunk the score
+        concentrates. A hit carried mostly by
         expansion terms (high expansion_share) is a semantic guess; one with literal terms on
         focus_lines is a direct match worth opening.
         """

@@ -135,12 +135,17 @@ class TermOut(BaseModel):
     doc_weight: float
     contribution: float = Field(description="query_weight x doc_weight: this term's share of the score")
     in_query: bool = Field(description="the term occurs literally in the query text")
-    in_chunk: bool = Field(description="the term occurs literally in the chunk text")
+    in_chunk: bool = Field(description="the term occurs literally in the chunk text or its context header "
+                                       "(path words, qualified symbol)")
     expansion: bool = Field(description="true unless the term occurs literally in both texts")
     kind: str = Field(description="literal; query_expansion (in the chunk, inferred from the query); "
                                   "document_expansion (in the query, inferred for the chunk); "
                                   "inferred (in neither text)")
     lines: list[int] = Field(description="chunk lines where the term occurs (the first 20)")
+    via: str | None = Field(default="text", description="where the chunk holds the term: text (its lines), path "
+                                                        "or symbol (only in the context header encoded with the "
+                                                        "chunk: its file path's words, its qualified name), "
+                                                        "null for an expansion found in neither")
 
 
 class OtherTermsOut(BaseModel):
@@ -184,6 +189,8 @@ class RepoStatus(BaseModel):
     indexed: bool
     encoder: str | None = None
     backend: str | None = None
+    context: str | None = Field(default=None, description="the header encoded before each chunk's text: "
+                                                          "path+symbol (path words, qualified name) or none")
     chunks: int = 0
     files: int = 0
     indexed_commit: str | None = Field(default=None, description="git HEAD when the index was built")
@@ -214,7 +221,7 @@ class RepoStatus(BaseModel):
         elif s.changed_since_index:
             hint = f"the working tree changed since indexing: call index_repo(path={s.repo!r}) to update"
         return cls(
-            repo=s.repo, indexed=s.indexed, encoder=s.encoder, backend=s.backend, chunks=s.chunks, files=s.files,
+            repo=s.repo, indexed=s.indexed, encoder=s.encoder, backend=s.backend, context=s.context, chunks=s.chunks, files=s.files,
             indexed_commit=s.indexed_commit, changed_since_index=s.changed_since_index,
             index_bytes=s.index_bytes, created_at=s.created_at, age_seconds=s.age_seconds,
             indexing=indexing, state=s.state, checked=s.checked, problems=s.problems, learned=LearnedBuildOut.of(s.learned),
