@@ -12,7 +12,7 @@ from pathlib import Path
 import filelock
 import mcp
 import pytest
-from conftest import SAMPLE_FILES, make_git_repo, write
+from conftest import EVAL_EXTRA, SAMPLE_FILES, make_git_repo, write
 
 from codelsr.chunking import ChunkingOptions, walk
 from codelsr.cli import main
@@ -128,6 +128,7 @@ def test_the_writer_lock_message_names_wait(sample_repo):
 
 
 def test_the_eval_suite_checks_its_data_before_any_work(tmp_path):
+    pytest.importorskip("ir_measures", reason=EVAL_EXTRA)
     env = {**os.environ, "CODELSR_SHARED_DATA": str(tmp_path / "no-data"), "CODELSR_EVAL_CACHE": str(tmp_path / "c")}
     done = subprocess.run([sys.executable, "-m", "evals", "--quick", "--out", str(tmp_path / "out")], env=env,
                           capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])

@@ -492,11 +492,13 @@ def classify(rel: str, path: Path, resolved_root: Path, options: ChunkingOptions
         return SkippedFile(rel, "excluded")
     try:
         if path.is_symlink():
+            # strict: a loop raises RuntimeError up to Python 3.12 and OSError(ELOOP) from 3.13
+            # (a non-strict resolve there returns the path and the loop would read as broken).
             try:
-                target = path.resolve()
-            except RuntimeError:  # Python < 3.13 raises this for a loop (a -> b -> a)
+                target = path.resolve(strict=True)
+            except RuntimeError:
                 return SkippedFile(rel, "symlink loop")
-            if not target.exists():
+            except FileNotFoundError:
                 return SkippedFile(rel, "broken symlink")
             if not target.is_relative_to(resolved_root):
                 return SkippedFile(rel, "excluded")
