@@ -162,7 +162,7 @@ def test_list_cap_thresholds_keep_the_heaviest_postings_of_each_long_list():
     indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64)
     forward = ForwardIndex([f"t{i}" for i in range(n_terms)], indptr, indices, data)
     considered = np.arange(0, n_terms, 2)  # odd terms are not Seismic's: never cut
-    thresholds = list_cap_thresholds(forward, considered, cap)
+    thresholds = list_cap_thresholds(forward, forward.doc_freq(), considered, cap)
     for t in range(n_terms):
         weights = np.sort(data[indices == t])[::-1]
         if t % 2 == 0 and weights.size > cap:

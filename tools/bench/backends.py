@@ -242,7 +242,7 @@ def format_row(r: dict) -> str:
         head += (f" head df>={r.get('head_min_df')} ({r.get('head_terms')} terms, {r.get('tail_terms')} tail)"
                  f" keep={r['b_kept_fraction']:<4} np={r['n_postings']:<5} cf={r['b_centroid_fraction']:<4} "
                  f"se={r['b_summary_energy']:<3} mf={r['b_max_fraction']:<3} qc={r['s_query_cut']:<2} "
-                 f"hf={r['s_heap_factor']:<3}")
+                 f"hf={r['s_heap_factor']:<3} lists {'cut' if r.get('b_cap_lists') else 'whole'}")
     tail = (f" build {r['build_s']:.1f}s peak+{r['build_peak_mb']:.0f}MB idx {r['index_mb']:.0f}MB "
             f"disk {r['disk_mb']:.0f}MB | p50 {r['p50_ms']:.3f} p99 {r['p99_ms']:.3f} cpu50 {r['cpu_p50_ms']:.3f} "
             f"batch {r['batch_ms_per_query']:.3f} ms | R@10 {r['recall10']:.3f}")

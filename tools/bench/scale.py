@@ -77,7 +77,10 @@ def stdlib_build(log, timeout_s: float = 1800) -> dict:
     return row
 
 
-def run(spec: str, n_queries: int, work: Path, log, timeout_s: float, stdlib: bool = True) -> None:
+def run(spec: str, n_queries: int, work: Path, log, timeout_s: float, stdlib: bool = True,
+        cap_lists: tuple[bool, ...] = (False,)) -> None:
+    """The steps above; ``cap_lists``: one Seismic build per value of the ``cap_lists`` setting
+    (each list cut to what Seismic keeps before the hand-over, or whole: codelsr's default)."""
     from tools.bench import backends, corpus
     from tools.bench.run import parse_collections
 
@@ -100,6 +103,6 @@ def run(spec: str, n_queries: int, work: Path, log, timeout_s: float, stdlib: bo
             queries = corpus.synthetic_queries(n_queries, vocab)
         log(f"# {coll.name}: {coll.forward.n_rows} chunks, {len(coll.forward.terms)} terms, "
             f"{coll.forward.indices.size} postings, loaded in {time.perf_counter() - t0:.0f} s; load {load_average()}")
-        backends.run_collection(coll, queries, False, log, builds=[default_build],
+        backends.run_collection(coll, queries, False, log, builds=[{**default_build, "cap_lists": c} for c in cap_lists],
                                 grid=[dict(sb.DEFAULT_SEARCH)], timeout_s=timeout_s)
         del coll, queries

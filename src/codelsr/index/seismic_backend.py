@@ -59,7 +59,7 @@ MIN_N_POSTINGS = 256
 # 146M postings given, 7.8 GB peak instead of > 8.5 GB); but Seismic also scores its candidates
 # with the documents as given, and cut documents cost recall: on 100k real lexical chunks served
 # recall@10 fell from 0.992 to 0.845. A memory-bound build of a SPLADE collection may turn it on.
-CAP_SLICE_POSTINGS = 8_000_000
+CAP_SLICE_POSTINGS = 8_000_000  # postings read per slice while list_cap_thresholds fills its keys
 ADD_BATCH_ROWS = 100_000
 
 _stdout_lock = threading.Lock()
@@ -155,18 +155,18 @@ def build_params(nnz: int, dim: int, settings: dict[str, Any]) -> dict[str, Any]
     return {**DEFAULT_BUILD, "n_postings": n_postings, **settings.get("build", {})}
 
 
-def list_cap_thresholds(forward: ForwardIndex, terms: np.ndarray, cap: int) -> np.ndarray:
+def list_cap_thresholds(forward: ForwardIndex, df: np.ndarray, terms: np.ndarray, cap: int) -> np.ndarray:
     """Per generation term, the smallest weight among its ``cap`` heaviest postings (0 where a
-    list is no longer than ``cap``, or the term is not in ``terms``).
+    list is no longer than ``cap``, or the term is not in ``terms``); ``df`` is the document
+    frequency of every term (``ForwardIndex.doc_freq``), which the caller already has.
 
     Seismic keeps at most ``max_fraction * n_postings`` postings of a list, the heaviest, and
-    holds ~45 bytes for every posting it is *given* while it builds (docs/performance.md,
+    holds ~45-95 bytes for every posting it is *given* while it builds (docs/performance.md,
     "Memory"). Cutting each list to that size here, in numpy, keeps its copies at the size it
     keeps. Found by one sort of (term, weight) keys: weights are positive float32, whose bit
     patterns order like the values, so ``term << 32 | ~bits(weight)`` sorts by term, heaviest
     first, without an argsort of the whole collection."""
     thresholds = np.zeros(len(forward.terms), dtype=np.float32)
-    df = np.bincount(forward.indices, minlength=len(forward.terms))
     over = np.zeros(len(forward.terms), dtype=bool)
     over[terms] = True
     over &= df > cap
@@ -236,12 +236,12 @@ def build(forward: ForwardIndex, folder: Path, settings: dict[str, Any]) -> dict
     """Seismic over the head terms (compact ids) of ``forward``; the tail needs no files (it is
     read from the forward index when the backend opens)."""
     head_min_df = int(settings.get("head_min_df", HEAD_MIN_DF))
-    df = np.bincount(forward.indices, minlength=len(forward.terms))
+    df = forward.doc_freq()
     head_terms = np.flatnonzero(df >= max(1, head_min_df)).astype(np.int32)
     head_nnz = int(df[head_terms].sum())
     params = build_params(head_nnz, head_terms.size, settings)
     cap = int(params["max_fraction"] * params["n_postings"]) if settings.get("cap_lists") else 0
-    min_weight = list_cap_thresholds(forward, head_terms, cap) if head_nnz and cap else None
+    min_weight = list_cap_thresholds(forward, df, head_terms, cap) if head_nnz and cap else None
     stats = {"postings_given": 0, "postings_kept": 0}
     if head_nnz:
         index = build_in_memory(forward, params, compact_ids(head_terms, len(forward.terms)), min_weight, stats)
