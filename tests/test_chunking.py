@@ -328,7 +328,7 @@ def test_ruby_modules_classes_and_singleton_methods():
     ]
 
 
-def test_markdown_sections_are_named_by_their_heading():
+def test_markdown_sections_are_named_by_their_heading_path():
     code = src("""
         Intro text.
 
@@ -350,9 +350,11 @@ def test_markdown_sections_are_named_by_their_heading():
     assert table(chunk_file("README.md", code)) == [
         ("module", None, 1, 1),
         ("section", "Title", 3, 5),
-        ("section", "Install", 7, 13),
-        ("section", "Usage", 15, 16),
+        ("section", "Title > Install", 7, 13),
+        ("section", "Title > Usage", 15, 16),
     ]
+    # The header an encoder sees names the path and the headings above the section.
+    assert chunk_file("docs/guide.md", code)[2].context == "docs guide Title > Install"
 
 
 SAMPLES: dict[str, tuple[str, str, set[tuple[str, str]]]] = {

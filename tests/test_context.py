@@ -79,10 +79,11 @@ def test_a_method_is_headed_by_its_path_words_and_qualified_name():
     assert method.text.startswith("    def request")  # the stored text stays the file's lines
 
 
-def test_a_markdown_section_is_headed_by_its_heading():
+def test_a_markdown_section_is_headed_by_its_heading_path():
     chunks = _by_symbol(chunk_file("docs/user-guide.md", GUIDE))
-    assert chunks["Install"].kind == "section"
-    assert chunks["Install"].context == "docs user guide Install"
+    assert chunks["Guide > Install"].kind == "section"
+    assert chunks["Guide > Install"].context == "docs user guide Guide > Install"
+    assert chunks["Guide"].context == "docs user guide Guide"
 
 
 @pytest.mark.parametrize("path, words", [

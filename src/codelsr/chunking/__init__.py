@@ -27,6 +27,7 @@ from codelsr.chunking.languages import (
 )
 from codelsr.chunking.treesitter import extract_units
 from codelsr.chunking.walk import (
+    DEFAULT_WINDOW_LINES,
     ChunkingOptions,
     ReadFile,
     RepoFile,
@@ -44,6 +45,7 @@ from codelsr.chunking.windows import ChunkBuilder, Sizing
 from codelsr.records import Chunk
 
 __all__ = [
+    "DEFAULT_WINDOW_LINES",
     "ChunkingOptions",
     "ChunkingResult",
     "ReadFile",
@@ -87,8 +89,12 @@ def chunk_file(
     text: str,
     language: str | None = None,
     options: ChunkingOptions = _DEFAULT_OPTIONS,
+    window_lines: int | None = None,
 ) -> list[Chunk]:
     """The chunks of one file, in line order.
+
+    ``window_lines``: the encoder's window (``codelsr.encoders.window_lines``; ``None``:
+    ``DEFAULT_WINDOW_LINES``), used unless ``options.max_chunk_lines`` sets one.
 
     ``language`` defaults to ``detect_language(rel_path)`` (refined by a ``#!`` line). Files
     with a grammar give units plus ``"module"`` chunks for the code between them; files
@@ -108,7 +114,7 @@ def chunk_file(
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
-    sizing = Sizing(options.max_chunk_lines, options.window_overlap, options.min_chunk_lines)
+    sizing = Sizing(options.window_for(window_lines), options.window_overlap, options.min_chunk_lines)
     builder = ChunkBuilder(rel_path, language, lines, sizing)
     spec = spec_for(language)
     units = None
@@ -138,6 +144,7 @@ def chunk_repository(
     root: Path,
     options: ChunkingOptions = _DEFAULT_OPTIONS,
     progress: Callable[[int, int], None] | None = None,
+    window_lines: int | None = None,
 ) -> ChunkingResult:
     """Walk ``root`` and chunk every file it keeps; ``progress(done, total)`` after each file.
 
@@ -156,7 +163,7 @@ def chunk_repository(
             result.skipped.append(SkippedFile(repo_file.path, "unreadable"))
         else:
             result.files.append(repo_file)
-            result.chunks.extend(chunk_file(repo_file.path, text, repo_file.language, options))
+            result.chunks.extend(chunk_file(repo_file.path, text, repo_file.language, options, window_lines))
         if progress is not None:
             progress(done, total)
     result.skipped.sort(key=lambda s: s.path)

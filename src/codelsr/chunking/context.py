@@ -14,7 +14,8 @@ rebuilds each chunk's header from its row. Schemes:
 - ``path+symbol``: the path's folders and file stem as words (``requests/sessions.py`` ->
   ``requests sessions``), then the chunk's qualified symbol (``Session.request``: the enclosing
   class and the function itself, which also names the later windows of a long function whose
-  ``def`` line they do not hold). Markdown sections get their heading; line windows of a file
+  ``def`` line they do not hold). Markdown sections get their heading path
+  (``Configuration > Proxies``); line windows of a file
   without a grammar (configuration, plain text) get the path alone. ``module`` chunks (imports,
   constants: the code between a file's units) get no header: every unit of the file already
   carries the path, and measured on the agent-questions dev split, giving the path to module
@@ -37,8 +38,9 @@ DEFAULT_SCHEME = PATH_SYMBOL
 # The version of the rules below. Part of the chunking options an index records, so changing
 # the rules (bump it then) re-chunks every file on the next build instead of keeping rows whose
 # header was made by other rules; a reader refuses an index made with other rules.
-# 1: first rules; 2: path words of digits only left out (never released with 1).
-RULES_VERSION = 2
+# 1: first rules; 2: path words of digits only left out (never released with 1); 3: a Markdown
+# section's symbol (so its header) is its heading path.
+RULES_VERSION = 3
 # Chunk kinds encoded without a header (see the module docstring).
 BARE_KINDS = frozenset({"module"})
 # File stems that say nothing about their contents: every package has one.

@@ -64,8 +64,10 @@ class LanguageSpec:
     declarations: frozenset[str] = frozenset()
     declarator: str = ""
     assigned_kinds: Mapping[str, str] = field(default_factory=dict)
-    # Whether member symbols are prefixed with their container's (``Class.method``).
+    # Whether member symbols are prefixed with their container's (``Class.method``), and with
+    # what between the parts (a Markdown section's heading path: ``Install > Linux``).
     qualify: bool = True
+    scope_separator: str = "."
     # Whether names are normalised (``::``, ``:``, ``\\`` -> ``.``, generics dropped).
     normalize_names: bool = True
     # Prose is exempt from the minified check (long unwrapped paragraphs are normal there).
@@ -530,7 +532,10 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
         containers=frozenset({"section"}),
         name_paths={"section": (":atx_heading|setext_heading", "heading_content")},
         requires={"section": (":atx_heading|setext_heading",)},
-        qualify=False,
+        # A section's symbol is its heading path: "Configuration > Proxies" says where a
+        # "Proxies" section is, which its own heading does not.
+        qualify=True,
+        scope_separator=" > ",
         normalize_names=False,
         prose=True,
     ),

@@ -222,7 +222,7 @@ class _Extractor:
             parts = (*parts, qualifier)
         if name:
             parts = (*parts, name)
-        symbol = ".".join(parts) if parts else None
+        symbol = spec.scope_separator.join(parts) if parts else None
         unit = Unit(_first_row(outer) + 1, _last_row(outer) + 1, kind, symbol)
         if ntype in spec.containers:
             inner_scope = (*scope, name) if name else scope

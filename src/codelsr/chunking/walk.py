@@ -234,18 +234,28 @@ _MAX_LINE = 5000
 _MIN_BYTES_FOR_AVERAGE = 1024
 
 
+# Chunk windows when no encoder says otherwise (``ChunkingOptions.max_chunk_lines``), and the
+# shortest window an encoder may ask for (it must stay longer than the overlap).
+DEFAULT_WINDOW_LINES = 80
+MIN_WINDOW_LINES = 20
+
+
 @dataclass(frozen=True)
 class ChunkingOptions:
     """What to index and how big chunks get. The defaults suit source repositories.
 
-    ``min_chunk_lines`` only shapes windows: when a long unit is split, a last window that
-    would add fewer new lines than this is folded into the previous one, so an 82-line
-    function gives one chunk rather than 80 lines plus a 2-line sliver. Small units (a
-    one-line function) are always kept as they are.
+    ``max_chunk_lines`` is the longest chunk before a unit is split into line windows. ``None``
+    (the default) means the encoder's own window (``codelsr.encoders.window_lines``): a SPLADE
+    encoder reads only its first ``max_length_doc`` tokens, so its chunks are cut to about what
+    that many tokens hold, and BM25 reads everything, so its chunks stay whole longer. Chunking
+    without an encoder uses ``DEFAULT_WINDOW_LINES``. ``min_chunk_lines`` only shapes windows:
+    when a long unit is split, a last window that would add fewer new lines than this is folded
+    into the previous one, so an 82-line function gives one chunk rather than 80 lines plus a
+    2-line sliver. Small units (a one-line function) are always kept as they are.
     """
 
     max_file_bytes: int = 1_000_000
-    max_chunk_lines: int = 80
+    max_chunk_lines: int | None = None
     window_overlap: int = 10
     min_chunk_lines: int = 5
     exclude_dirs: tuple[str, ...] = DEFAULT_EXCLUDE_DIRS
@@ -258,12 +268,19 @@ class ChunkingOptions:
         check_scheme(self.context)
         if self.max_file_bytes < 1:
             raise ValueError("max_file_bytes must be at least 1")
-        if self.max_chunk_lines < 1:
+        if self.max_chunk_lines is not None and self.max_chunk_lines < 1:
             raise ValueError("max_chunk_lines must be at least 1")
-        if not 0 <= self.window_overlap < self.max_chunk_lines:
+        if not 0 <= self.window_overlap < (self.max_chunk_lines or MIN_WINDOW_LINES):
             raise ValueError("window_overlap must be at least 0 and less than max_chunk_lines")
         if self.min_chunk_lines < 0:
             raise ValueError("min_chunk_lines must be at least 0")
+
+    def window_for(self, encoder_lines: int | None) -> int:
+        """The window length chunks are cut to: the one set here, else the encoder's (``None``:
+        ``DEFAULT_WINDOW_LINES``)."""
+        if self.max_chunk_lines is not None:
+            return self.max_chunk_lines
+        return DEFAULT_WINDOW_LINES if encoder_lines is None else max(encoder_lines, MIN_WINDOW_LINES)
 
 
 @dataclass(frozen=True)

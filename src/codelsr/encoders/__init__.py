@@ -1,6 +1,6 @@
 """Chunks -> sparse vectors. ``get_encoder`` picks one by name; see ``base.SparseEncoder``."""
 
-from codelsr.encoders.base import CollectionAware, SparseEncoder, prune_top_k
+from codelsr.encoders.base import CollectionAware, SparseEncoder, prune_top_k, window_lines
 from codelsr.encoders.registry import DEFAULT_ENCODER, ENCODERS, get_encoder, normalise_spec
 
 __all__ = [
@@ -11,4 +11,5 @@ __all__ = [
     "get_encoder",
     "normalise_spec",
     "prune_top_k",
+    "window_lines",
 ]

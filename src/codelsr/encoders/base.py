@@ -55,3 +55,25 @@ def document_frequencies(vectors: Sequence[SparseVector]) -> dict[str, int]:
         for term in vec:
             df[term] = df.get(term, 0) + 1
     return df
+
+
+# Chunk windows per encoder (``window_lines``), measured on the agent-questions task (dev split;
+# evals/results/context/windows.md): code runs at about 10 WordPiece tokens a line (9.3-10.7 on
+# that corpus), so a SPLADE encoder that reads ``max_length_doc`` tokens reads about a tenth as
+# many lines; windows of that length leave less of a long function unread. BM25 reads every
+# term, and there longer windows kept long functions whole and scored better.
+TOKENS_PER_LINE = 10
+LEXICAL_WINDOW_LINES = 120
+
+
+def lines_read(max_tokens: int) -> int:
+    """About how many lines of code an encoder that reads ``max_tokens`` tokens sees."""
+    return max(1, max_tokens // TOKENS_PER_LINE)
+
+
+def window_lines(encoder: object) -> int | None:
+    """How long a chunk may get for ``encoder`` before it is split into line windows, as the
+    encoder states it with a ``window_lines`` attribute; None (the chunker's default,
+    ``chunking.DEFAULT_WINDOW_LINES``) for an encoder that does not."""
+    lines = getattr(encoder, "window_lines", None)
+    return None if lines is None else int(lines)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from codelsr.encoders.base import SparseEncoder
+from codelsr.encoders.base import SparseEncoder, window_lines
 from codelsr.encoders.lexical import LexicalEncoder
 from codelsr.records import SparseVector
 
@@ -81,6 +81,11 @@ class HybridEncoder:
             f"hybrid/v{HYBRID_VERSION}:w={self.lexical_weight:g}"
             f"[{self.splade.encoder_id}]+[{self.lexical.encoder_id}]"
         )
+
+    @property
+    def window_lines(self) -> int:
+        """The SPLADE half's: it is the one that stops reading."""
+        return window_lines(self.splade)
 
     def settings(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from codelsr.encoders.base import LEXICAL_WINDOW_LINES
 from codelsr.encoders.identifiers import code_terms, term_counts
 from codelsr.records import SparseVector
 
@@ -31,6 +32,8 @@ def bm25_idf(n_docs: int, doc_freq: int) -> float:
 
 class LexicalEncoder:
     """Code-aware BM25 as a sparse encoder (see the module docstring)."""
+
+    window_lines = LEXICAL_WINDOW_LINES  # it reads every term of a chunk, however long
 
     def __init__(self, k1: float = 1.2, b: float = 0.75, reference_length: float = 100.0):
         if k1 <= 0 or not 0 <= b <= 1 or reference_length <= 0:

@@ -32,7 +32,7 @@ import codelsr
 from codelsr import git
 from codelsr.chunking import ChunkingOptions, SkippedFile, chunk_file, decode_bytes
 from codelsr.chunking.context import RULES_VERSION as CONTEXT_RULES
-from codelsr.encoders import get_encoder, normalise_spec
+from codelsr.encoders import get_encoder, normalise_spec, window_lines
 from codelsr.encoders.base import SparseEncoder
 from codelsr.errors import (
     CodelsrError,
@@ -102,6 +102,10 @@ class IndexReport:
 # segment and a whole Seismic build with a Seismic one (~15 min there). So compactions should be
 # rare, but the delta, rewritten by every reindex and searched exactly, must stay bounded: a
 # quarter of the live chunks, and never fewer than 5,000 rows (small repositories rarely compact).
+# The window every index was cut to before windows followed the encoder (manifests without
+# ``window_lines``): read as "the encoder's window", so such an index re-chunks on its next build.
+LEGACY_WINDOW_LINES = 80
+
 COMPACT_MIN_ROWS = 5_000
 COMPACT_FRACTION = 0.25
 
@@ -245,17 +249,22 @@ def chunking_options_of(previous: IndexManifest | None) -> ChunkingOptions:
     if previous is None or not previous.chunking:
         return ChunkingOptions()
     names = {f.name for f in dataclasses.fields(ChunkingOptions)}
+    recorded = dict(previous.chunking)
+    if "window_lines" not in recorded and recorded.get("max_chunk_lines") == LEGACY_WINDOW_LINES:
+        recorded["max_chunk_lines"] = None  # built when every encoder got 80 lines: now its own window
     try:
         return ChunkingOptions(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in previous.chunking.items() if k in names})
+                                  for k, v in recorded.items() if k in names})
     except (TypeError, ValueError):
         return ChunkingOptions()
 
 
-def _options_json(options: ChunkingOptions) -> dict:
+def _options_json(options: ChunkingOptions, encoder: SparseEncoder) -> dict:
     """The chunking options as the manifest records them, with the version of the context header
-    rules: a build only keeps the chunks of unchanged files when both are the same."""
-    return {**json.loads(json.dumps(dataclasses.asdict(options))), "context_rules": CONTEXT_RULES}
+    rules and the window the chunks were cut to: a build only keeps the chunks of unchanged files
+    when all are the same."""
+    return {**json.loads(json.dumps(dataclasses.asdict(options))), "context_rules": CONTEXT_RULES,
+            "window_lines": options.window_for(window_lines(encoder))}
 
 
 def _stack_order(records: list[FileRecord], offsets: dict[int, int]) -> tuple[np.ndarray, list[FileRecord]]:
@@ -445,7 +454,7 @@ class _Segments:
     term_count: int
 
 
-def _chunk_changed(changed: list, options: ChunkingOptions, progress: Progress | None
+def _chunk_changed(changed: list, options: ChunkingOptions, window: int | None, progress: Progress | None
                    ) -> tuple[list[FileRecord], list[ChunkRow], list[str]]:
     """Chunk the changed files: their records (segment ``NEW``), their chunks as table rows, and
     what the encoder sees of each row (its context header and text, ``Chunk.encoded_text``)."""
@@ -455,7 +464,7 @@ def _chunk_changed(changed: list, options: ChunkingOptions, progress: Progress |
     if progress:
         progress("chunking", 0, len(changed))
     for done, cf in enumerate(changed, 1):
-        chunks = chunk_file(cf.file.path, decode_bytes(cf.data), cf.file.language, options)
+        chunks = chunk_file(cf.file.path, decode_bytes(cf.data), cf.file.language, options, window)
         records.append(FileRecord(cf.file.path, cf.file.language, NEW, len(rows), len(chunks), cf.sha1, cf.size,
                                   cf.mtime_ns))
         rows.extend(chunk_row(len(rows) + i, c) for i, c in enumerate(chunks))
@@ -528,12 +537,12 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
     state = git.head(repo), git.status(repo)  # asked once: the fingerprint and the scan share it
     fingerprint = git.worktree_fingerprint(repo, state)
     # Incremental only when the chunks of unchanged files would come out the same.
-    incremental = base is not None and base.manifest.chunking == _options_json(options)
+    incremental = base is not None and base.manifest.chunking == _options_json(options, enc)
     table = base.table if incremental else None
     vcs = git_changes(repo, table.git_commit if table is not None else None, state)
     changes = scan(repo, options, table, vcs)
 
-    new_records, fresh_rows, fresh_texts = _chunk_changed(changes.changed, options, progress)
+    new_records, fresh_rows, fresh_texts = _chunk_changed(changes.changed, options, window_lines(enc), progress)
     records = sorted([*changes.unchanged, *new_records], key=lambda r: r.path)
     hashes = [r.content_hash for r in fresh_rows]
     source = base if base is not None else salvaged
@@ -593,7 +602,7 @@ def _build(repo: Path, root: Path, spec: str, enc: SparseEncoder, base: _Base | 
             skipped=dict(Counter(s.reason for s in changes.skipped).most_common()),
             created_at=now,
             build_seconds=round(time.perf_counter() - started, 3),
-            chunking=_options_json(options),
+            chunking=_options_json(options, enc),
             segments=Segments(
                 main=MainSegment(rows=written.main_rows, files=written.main_files, terms=written.main_terms,
                                  backend_requested=requested or "auto",

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from codelsr.encoders.base import prune_top_k
+from codelsr.encoders.base import lines_read, prune_top_k
 from codelsr.encoders.splade.checkpoint import (
     INSTALL_HINT,
     NAVER_WRAPPER_MODEL_TYPE,
@@ -365,6 +365,11 @@ class SpladeEncoder:
         self.output_vocab_size = len(ids)
 
     # --------------------------------------------------------------- protocol
+
+    @property
+    def window_lines(self) -> int:
+        """Chunks are cut to about what ``max_length_doc`` tokens hold (``encoders.base``)."""
+        return lines_read(self.max_length_doc)
 
     def settings(self) -> dict[str, Any]:
         return {

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from codelsr.encoders.base import prune_top_k
+from codelsr.encoders.base import lines_read, prune_top_k
 from codelsr.encoders.splade.checkpoint import (
     OUTPUT_VOCAB_FILE,
     WEIGHT_SUFFIXES,
@@ -270,6 +270,11 @@ class OnnxSpladeEncoder:
         self.encoder_id = f"splade:{label}@{fingerprint}:q{q}:d{d}:lq{self.max_length_query}:ld{self.max_length_doc}"
 
     # --------------------------------------------------------------- protocol
+
+    @property
+    def window_lines(self) -> int:
+        """Chunks are cut to about what ``max_length_doc`` tokens hold (``encoders.base``)."""
+        return lines_read(self.max_length_doc)
 
     def settings(self) -> dict[str, Any]:
         return {
