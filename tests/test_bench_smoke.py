@@ -139,3 +139,16 @@ def test_the_cli_parses_collections_and_rejects_unknown_sections():
                                                                   ("synthetic", 5000, 30522)]
     with pytest.raises(SystemExit):
         main(["nonsense"])
+
+
+def test_the_scale_bench_takes_list_cuts_per_kind_of_collection():
+    from tools.bench.run import main
+    from tools.bench.scale import parse_cap_lists
+
+    assert parse_cap_lists("off") == {"real": (False,), "synthetic": (False,)}
+    assert parse_cap_lists("on,off") == {"real": (True, False), "synthetic": (True, False)}
+    assert parse_cap_lists("real:off,synthetic:on") == {"real": (False,), "synthetic": (True,)}
+    with pytest.raises(ValueError, match="--cap-lists"):
+        parse_cap_lists("dense:on")
+    with pytest.raises(SystemExit):
+        main(["scale", "--cap-lists", "maybe"])

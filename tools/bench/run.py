@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-stdlib", action="store_true", help="scale: skip the `codelsr index <stdlib>` step")
     parser.add_argument("--cap-lists", default="off", help="scale: Seismic builds with lists cut before the hand-over "
-                        "(on), whole (off, codelsr's default), or both (on,off)")
+                        "(on), whole (off, codelsr's default), or both (on,off); per kind of collection: "
+                        "real:off,synthetic:on")
+    parser.add_argument("--search-grid", choices=["default", "full"], default="default",
+                        help="scale: Seismic search settings measured on each build: codelsr's, or a query_cut x "
+                             "heap_factor grid as well")
     parser.add_argument("--backend", default="auto", help="e2e: backend of the index (auto, exact, seismic)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per Seismic build+sweep")
     parser.add_argument("--work", type=Path, help="cache folder (default $CODELSR_BENCH_WORK or /tmp/codelsr-bench)")
@@ -62,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}: use {', '.join(SECTIONS)}")
+    from tools.bench.scale import parse_cap_lists
+
+    try:
+        cap_lists = parse_cap_lists(args.cap_lists)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     from tools.bench.measure import machine, pin_threads
 
@@ -125,13 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     if "scale" in sections:
         from tools.bench import scale
 
-        cap_values = [v.strip() for v in args.cap_lists.split(",")]
-        if not set(cap_values) <= {"on", "off"}:
-            parser.error(f"--cap-lists takes on, off or on,off, not {args.cap_lists!r}")
-
         scale.run(args.collections or ("real:10000,synthetic:3000" if args.quick else scale.DEFAULT_COLLECTIONS),
                   args.queries, work, log, args.timeout, stdlib=not (args.quick or args.no_stdlib),
-                  cap_lists=tuple(v == "on" for v in cap_values))
+                  cap_lists=cap_lists, search_grid=args.search_grid)
     print(f"# results appended to {out}")
     return 0
 

@@ -77,10 +77,28 @@ def stdlib_build(log, timeout_s: float = 1800) -> dict:
     return row
 
 
+def parse_cap_lists(text: str) -> dict[str, tuple[bool, ...]]:
+    """``--cap-lists``: ``on``, ``off``, ``on,off`` for every collection, or per kind of collection
+    (``real:off,synthetic:on``); the values of the ``cap_lists`` setting to build with, by kind."""
+    entries = [e.strip() for e in text.split(",") if e.strip()]
+    if entries and all(e in ("on", "off") for e in entries):
+        values = tuple(e == "on" for e in entries)
+        return {"real": values, "synthetic": values}
+    by_kind: dict[str, tuple[bool, ...]] = {"real": (False,), "synthetic": (False,)}
+    for entry in entries:
+        kind, _, value = entry.partition(":")
+        if kind not in by_kind or value not in ("on", "off"):
+            raise ValueError(f"--cap-lists takes on, off, on,off or real:on|off,synthetic:on|off, not {text!r}")
+        by_kind[kind] = (value == "on",)
+    return by_kind
+
+
 def run(spec: str, n_queries: int, work: Path, log, timeout_s: float, stdlib: bool = True,
-        cap_lists: tuple[bool, ...] = (False,)) -> None:
-    """The steps above; ``cap_lists``: one Seismic build per value of the ``cap_lists`` setting
-    (each list cut to what Seismic keeps before the hand-over, or whole: codelsr's default)."""
+        cap_lists: dict[str, tuple[bool, ...]] | None = None, search_grid: str = "default") -> None:
+    """The steps above; ``cap_lists``: per kind of collection, one Seismic build per value of the
+    ``cap_lists`` setting (each list cut to what Seismic keeps before the hand-over, or whole:
+    codelsr's default); ``search_grid="full"`` measures every build at a query_cut x heap_factor
+    grid of search settings too, after codelsr's own."""
     from tools.bench import backends, corpus
     from tools.bench.run import parse_collections
 
@@ -103,6 +121,10 @@ def run(spec: str, n_queries: int, work: Path, log, timeout_s: float, stdlib: bo
             queries = corpus.synthetic_queries(n_queries, vocab)
         log(f"# {coll.name}: {coll.forward.n_rows} chunks, {len(coll.forward.terms)} terms, "
             f"{coll.forward.indices.size} postings, loaded in {time.perf_counter() - t0:.0f} s; load {load_average()}")
-        backends.run_collection(coll, queries, False, log, builds=[{**default_build, "cap_lists": c} for c in cap_lists],
-                                grid=[dict(sb.DEFAULT_SEARCH)], timeout_s=timeout_s)
+        grid = [dict(sb.DEFAULT_SEARCH)]
+        if search_grid == "full":
+            grid += [g for g in backends.SEARCH_GRID_FULL if g != sb.DEFAULT_SEARCH]
+        caps = (cap_lists or {}).get(kind, (False,))
+        backends.run_collection(coll, queries, False, log, builds=[{**default_build, "cap_lists": c} for c in caps],
+                                grid=grid, timeout_s=timeout_s)
         del coll, queries
