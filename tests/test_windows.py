@@ -83,3 +83,16 @@ def test_a_manifest_from_before_encoder_windows_reads_as_the_encoders_window():
     assert chunking_options_of(manifest(legacy)).max_chunk_lines is None
     chosen = {**legacy, "window_lines": 80}  # 80 set by the user: kept
     assert chunking_options_of(manifest(chosen)).max_chunk_lines == 80
+
+
+def test_prose_is_never_cut_finer_than_the_default_window():
+    page = "".join(f"Paragraph {i} of the guide, about proxies and timeouts.\n" for i in range(200))
+
+    def spans_of(path: str, lines: int) -> list[tuple[int, int]]:
+        return [(c.start_line, c.end_line) for c in chunk_file(path, page, window_lines=lines)]
+
+    assert spans_of("docs/guide.txt", 25)[0] == (1, DEFAULT_WINDOW_LINES)  # a SPLADE encoder's window
+    assert spans_of("docs/guide.rst", 25)[0] == (1, DEFAULT_WINDOW_LINES)
+    assert spans_of("docs/guide.txt", 120)[0] == (1, 120)  # longer windows are kept
+    assert spans_of("notes.py", 25)[0] == (1, 25)  # code is cut to the encoder's window
+    assert ChunkingOptions(max_chunk_lines=30).window_for(25, prose=True) == 30  # a window set by hand wins

@@ -114,9 +114,10 @@ def chunk_file(
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
-    sizing = Sizing(options.window_for(window_lines), options.window_overlap, options.min_chunk_lines)
-    builder = ChunkBuilder(rel_path, language, lines, sizing)
     spec = spec_for(language)
+    window = options.window_for(window_lines, prose=spec is not None and spec.prose)
+    sizing = Sizing(window, options.window_overlap, options.min_chunk_lines)
+    builder = ChunkBuilder(rel_path, language, lines, sizing)
     units = None
     if spec is not None and spec.grammar:
         try:
