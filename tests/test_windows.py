@@ -4,6 +4,7 @@ whole longer. The window is recorded in the manifest, and a reindex keeps or re-
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,21 @@ def test_prose_is_never_cut_finer_than_the_default_window():
     assert spans_of("docs/guide.txt", 120)[0] == (1, 120)  # longer windows are kept
     assert spans_of("notes.py", 25)[0] == (1, 25)  # code is cut to the encoder's window
     assert ChunkingOptions(max_chunk_lines=30).window_for(25, prose=True) == 30  # a window set by hand wins
+
+
+def test_the_cli_sets_the_window_and_status_shows_it(tmp_path, capsys):
+    from codelsr.cli import main
+
+    repo = tmp_path / "repo"
+    write(repo, "ledger.py", LONG_FUNCTION)
+    assert main(["index", str(repo), "--max-chunk-lines", "40", "--json"]) == 0
+    assert _chunk_spans(repo) == [(1, 40), (31, 70), (61, 102)]
+    capsys.readouterr()
+    assert main(["status", str(repo), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["window_lines"] == 40
+    assert main(["status", str(repo)]) == 0
+    assert "windows 40 lines" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        main(["index", str(repo), "--max-chunk-lines", "5"])
+    assert refused.value.code == 2
+    assert "overlap by 10 lines" in capsys.readouterr().err

@@ -19,6 +19,21 @@ def _stderr_console():
     return Console(stderr=True, highlight=False)
 
 
+def _window_lines(text: str) -> int:
+    """``--max-chunk-lines``: a whole number longer than the windows' overlap."""
+    from codelsr.chunking import ChunkingOptions
+
+    overlap = ChunkingOptions().window_overlap
+    try:
+        lines = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of lines") from None
+    if lines <= overlap:
+        raise argparse.ArgumentTypeError(f"{lines} is too short: windows overlap by {overlap} lines, so give at "
+                                         f"least {overlap + 1}")
+    return lines
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -27,6 +42,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     options = ChunkingOptions(
         max_file_bytes=args.max_file_bytes,
+        max_chunk_lines=args.max_chunk_lines,
         exclude_globs=tuple(args.exclude or ()),
         context=args.context,
     )
@@ -166,7 +182,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             continue
         changed = {True: "changed since", False: "unchanged since", None: "unknown since"}[s.changed_since_index]
         commit = (s.indexed_commit or "no commit")[:12]
-        print(f"{s.repo}: {s.chunks} chunks from {s.files} files, encoder {s.encoder}, context {s.context}, backend {s.backend}, "
+        windows = f", windows {s.window_lines} lines" if s.window_lines else ""
+        print(f"{s.repo}: {s.chunks} chunks from {s.files} files, encoder {s.encoder}, context {s.context}{windows}, "
+              f"backend {s.backend}, "
               f"commit {commit}, working tree {changed} indexing, {s.index_bytes / 1e6:.1f} MB, "
               f"built {s.created_at} ({s.age_seconds:.0f} s ago)")
         print(f"  integrity: {_integrity_line(s)}")
@@ -252,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", choices=list(CONTEXT_SCHEMES), default=DEFAULT_CONTEXT,
                    help="header encoded before each chunk: its path words and qualified symbol (path+symbol, the "
                         "default) or nothing (none); changing it re-encodes every chunk")
+    p.add_argument("--max-chunk-lines", type=_window_lines, default=None, metavar="N",
+                   help="cut units longer than N lines into overlapping windows (default: the encoder's window: "
+                        "25 lines for the shipped SPLADE model, 120 for lexical; prose never below 80)")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="skip paths matching GLOB (repeatable)")
     p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                    help="wait this long for another indexing run of the same repository to finish")

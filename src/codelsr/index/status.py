@@ -19,6 +19,7 @@ class IndexStatus:
     encoder_id: str | None = None
     backend: str | None = None
     context: str | None = None  # the chunks' context header scheme (``chunking.context``)
+    window_lines: int | None = None  # the window long units were cut to (``chunking.window_lines``)
     chunks: int = 0
     files: int = 0
     indexed_commit: str | None = None
@@ -52,7 +53,8 @@ def _status_of(repo: Path, index: catalog.PublishedIndex) -> IndexStatus:
         changed = worktree_fingerprint(repo) != fingerprint
     return IndexStatus(
         repo=str(repo), indexed=True, encoder=manifest.encoder_spec, encoder_id=manifest.encoder_id,
-        backend=manifest.backend, context=manifest.context_scheme, chunks=manifest.chunk_count, files=manifest.file_count,
+        backend=manifest.backend, context=manifest.context_scheme, window_lines=manifest.chunking.get("window_lines"),
+        chunks=manifest.chunk_count, files=manifest.file_count,
         indexed_commit=manifest.git_commit, changed_since_index=changed, index_bytes=_folder_bytes(gen),
         created_at=manifest.created_at,
         age_seconds=round((_dt.datetime.now(_dt.timezone.utc) - created).total_seconds(), 1),
