@@ -279,7 +279,7 @@ class ChunkingOptions:
         """The window length chunks are cut to: the one set here, else the encoder's (``None``:
         ``DEFAULT_WINDOW_LINES``). Prose (Markdown, reStructuredText, plain text) is never cut
         finer than ``DEFAULT_WINDOW_LINES``: the encoder windows were measured on code, and on
-        documentation pages 25-line windows cost ``hybrid-code-tiny`` 2-3 nDCG@10 (many short
+        documentation pages 25-line windows cost ``hybrid-code-tiny`` 2.3 and 3.4 nDCG@10 (many short
         windows of one long page each compete for the top hits; evals/results/windows/)."""
         if self.max_chunk_lines is not None:
             return self.max_chunk_lines

@@ -58,7 +58,7 @@ def document_frequencies(vectors: Sequence[SparseVector]) -> dict[str, int]:
 
 
 # Chunk windows per encoder (``window_lines``), measured on the agent-questions task (dev split;
-# evals/results/context/windows.md): code runs at about 10 WordPiece tokens a line (9.3-10.7 on
+# evals/results/windows/table.md): code runs at about 10 WordPiece tokens a line (9.3-10.7 on
 # that corpus), so a SPLADE encoder that reads ``max_length_doc`` tokens reads about a tenth as
 # many lines; windows of that length leave less of a long function unread. BM25 reads every
 # term, and there longer windows kept long functions whole and scored better.

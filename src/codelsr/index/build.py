@@ -94,6 +94,10 @@ class IndexReport:
         return d
 
 
+# The window every index was cut to before windows followed the encoder (manifests without
+# ``window_lines``): read as "the encoder's window", so such an index re-chunks on its next build.
+LEGACY_WINDOW_LINES = 80
+
 # Compaction: when delta rows plus tombstones pass this threshold, a reindex merges the segments
 # into a new main segment (rows copied, nothing re-chunked or re-encoded) and rebuilds its backend.
 # Measured on the CPython standard library (66k chunks; tools/bench/reindex.py; 2 cores shared with
@@ -102,10 +106,6 @@ class IndexReport:
 # segment and a whole Seismic build with a Seismic one (~15 min there). So compactions should be
 # rare, but the delta, rewritten by every reindex and searched exactly, must stay bounded: a
 # quarter of the live chunks, and never fewer than 5,000 rows (small repositories rarely compact).
-# The window every index was cut to before windows followed the encoder (manifests without
-# ``window_lines``): read as "the encoder's window", so such an index re-chunks on its next build.
-LEGACY_WINDOW_LINES = 80
-
 COMPACT_MIN_ROWS = 5_000
 COMPACT_FRACTION = 0.25
 
