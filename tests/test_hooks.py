@@ -54,6 +54,20 @@ def log_text(repo: Path) -> str:
     return (index_root_for(repo) / hooks.LOG_FILE).read_text()
 
 
+def wait_for_log(repo: Path, text: str, timeout: float = 90) -> None:
+    """Until ``text`` is in the hook log: a hook's background process has started and written it.
+
+    Needed where another event's reindex can bring the index to HEAD before that process has even
+    started (a rebase: its post-checkout run may index the rebased HEAD), so ``wait_for_hooks``
+    alone could return before the event was seen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log_text(repo):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{text!r} not in the hook log after {timeout} s; log:\n{log_text(repo)}")
+
+
 def test_commit_checkout_merge_and_rebase_each_reindex_in_the_background(sample_repo, capsys):
     assert main(["hook", "install", str(sample_repo)]) == 0
     assert "post-commit" in capsys.readouterr().out
@@ -87,6 +101,7 @@ def test_commit_checkout_merge_and_rebase_each_reindex_in_the_background(sample_
     git(sample_repo, "add", "-A")
     git(sample_repo, "commit", "-qm", "topic")
     git(sample_repo, "rebase", "-q", "main")
+    wait_for_log(sample_repo, "post-rewrite")
     wait_for_hooks(sample_repo)
     assert "post-rewrite" in log_text(sample_repo)
     assert search(sample_repo, "quantum flux capacitor", k=1).hits[0].path == "src/feature.py"
