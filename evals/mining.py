@@ -38,10 +38,12 @@ __all__ = [
     "Pair",
     "excluded_component",
     "first_paragraph",
+    "functions",
     "installed_packages",
     "mine",
     "mine_docstring_pairs",
     "package_dir",
+    "package_files",
     "package_version",
     "unit_list_hash",
 ]
@@ -215,7 +217,7 @@ def _dedent(lines: list[str]) -> str:
     return "\n".join(x[cut:] if x.strip() else "" for x in lines).rstrip() + "\n"
 
 
-def _functions(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+def functions(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
     """Module-level functions and methods (of nested classes too), with qualnames, in order.
 
     Functions nested in functions are part of their parent's code, not units of their own.
@@ -241,7 +243,7 @@ def _mine_file(path: Path, rel: str, package: str) -> Iterator[Pair]:
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
         return
     lines = source.splitlines()
-    for qualname, fn in _functions(tree):
+    for qualname, fn in functions(tree):
         start = min([fn.lineno] + [d.lineno for d in fn.decorator_list]) - 1
         end = fn.end_lineno or fn.lineno
         if end - start > _MAX_CODE_LINES:
@@ -263,7 +265,7 @@ def _mine_file(path: Path, rel: str, package: str) -> Iterator[Pair]:
         yield Pair(query, code, package, qualname, rel, fn.lineno)
 
 
-def _package_files(root: Path, excluded: frozenset[str]) -> Iterator[tuple[Path, str]]:
+def package_files(root: Path, excluded: frozenset[str]) -> Iterator[tuple[Path, str]]:
     """(file, path relative to the parent of ``root``) for every .py file, in sorted order."""
     base = root.parent
     files = [root] if root.is_file() else sorted(root.rglob("*.py"))
@@ -299,7 +301,7 @@ def mine(
         name = root.stem if root.is_file() else root.name
         if name in excluded:
             raise ValueError(f"package {name!r} is excluded (eval package or standard library)")
-        for path, rel in _package_files(root, excluded):
+        for path, rel in package_files(root, excluded):
             for unit in _mine_file(path, rel, name):
                 if unit.code in seen_code:
                     continue

@@ -295,6 +295,28 @@ def test_a_splade_query_longer_than_its_window_is_read_to_the_end():
     assert all(pooled[t] >= alone[t] - 1e-6 for t in ("jar", "cookie"))  # max pooling
 
 
+def test_each_half_of_a_hybrid_reads_a_long_query_in_its_own_pieces():
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    from codelsr.encoders import get_encoder
+    from codelsr.encoders.hybrid import LEXICAL_PREFIX
+
+    hybrid = get_encoder("hybrid-code-tiny")
+    # 600 characters: several SPLADE pieces (186 characters), one BM25 piece (1,000).
+    text = "\n".join(["The handler retries the request."] * 18)
+    assert len(hybrid_pieces := text.split("\n")) == 18 and 400 < len(text) < LEXICAL_PIECE_CHARS
+    vec = encode_query(hybrid, text)
+    lexical_alone = encode_query(hybrid.lexical, text)
+    splade_alone = encode_query(hybrid.splade, text)
+    lex = {t[len(LEXICAL_PREFIX):]: w for t, w in vec.items() if t.startswith(LEXICAL_PREFIX)}
+    assert lex == pytest.approx({t: w * hybrid.lexical_weight for t, w in lexical_alone.items()})
+    # BM25 reads one piece: 'handler' counts all 18 times, above its count in one 186-character piece.
+    one_piece = hybrid.lexical.encode_queries(["\n".join(hybrid_pieces[:5])])[0]
+    assert lexical_alone["handler"] > one_piece["handler"]
+    assert {t: w for t, w in vec.items() if not t.startswith(LEXICAL_PREFIX)} == pytest.approx(splade_alone)
+    short = "where are retries scheduled"
+    assert encode_query(hybrid, short) == pytest.approx(hybrid.encode_queries([short])[0])
+
+
 async def test_search_code_answers_a_long_issue_and_finds_what_only_its_end_names(tmp_path):
     repo = make_git_repo(tmp_path / "repo", {
         "app/forms.py": "def save_form(form):\n    return handler(form)\n",

@@ -13,6 +13,12 @@ own and a term's weight is its largest weight in any piece (max pooling, as SPLA
 tokens); then the :data:`MAX_QUERY_TERMS` heaviest terms are kept, which bounds search cost.
 For BM25 this saturates query-term frequency at its count in one piece. The settings were
 fixed before measuring on SWE-bench Lite (evals/README.md), not tuned on it.
+
+A hybrid (SPLADE + BM25 in one vector) is two encoders with two windows: each half reads the
+query in its own pieces (the SPLADE half in its window, the BM25 half in
+:data:`LEXICAL_PIECE_CHARS`), and the halves are then combined as the hybrid combines them.
+Until 2026-12-02 the BM25 half was cut into the SPLADE half's 186-character pieces, saturating
+its term frequencies per 186 characters: against this module's own rule for BM25.
 """
 
 from __future__ import annotations
@@ -93,7 +99,13 @@ def prepare_query(encoder: SparseEncoder, text: str) -> PreparedQuery:
 
 def encode_query(encoder: SparseEncoder, text: str) -> SparseVector:
     """The query vector search uses: the encoder's own vector when the query fits one piece, else
-    the max-pooled vectors of its pieces, cut to the :data:`MAX_QUERY_TERMS` heaviest terms."""
+    the max-pooled vectors of its pieces, cut to the :data:`MAX_QUERY_TERMS` heaviest terms.
+
+    An encoder with halves (:class:`~codelsr.encoders.hybrid.HybridEncoder`: ``splade``,
+    ``lexical`` and ``combine_query``) has each half encode the query this way, on its own window."""
+    combine = getattr(encoder, "combine_query", None)
+    if callable(combine):
+        return combine(encode_query(encoder.splade, text), encode_query(encoder.lexical, text))  # type: ignore[attr-defined]
     prepared = prepare_query(encoder, text)
     if len(prepared.pieces) <= 1:
         return encoder.encode_queries([text])[0]

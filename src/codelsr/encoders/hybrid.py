@@ -106,6 +106,12 @@ class HybridEncoder:
         lexical = self.lexical.encode_queries(texts)
         return [_merge(s, x, self.lexical_weight) for s, x in zip(learned, lexical)]
 
+    def combine_query(self, learned: SparseVector, lexical: SparseVector) -> SparseVector:
+        """The hybrid query vector from its halves' query vectors (as :meth:`encode_queries` makes
+        it). :func:`codelsr.queries.encode_query` uses it to let each half read a long query in
+        pieces of its own window."""
+        return _merge(learned, lexical, self.lexical_weight)
+
     def bind_collection(self, n_docs: int, doc_freq: Mapping[str, int]) -> "HybridEncoder":
         """A copy whose lexical query terms carry idf from the index's ``lex:`` frequencies."""
         bound = self.lexical.bind_collection(n_docs, _Unprefixed(doc_freq))

