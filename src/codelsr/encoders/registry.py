@@ -31,10 +31,11 @@ def _lexical() -> SparseEncoder:
     return LexicalEncoder()
 
 
-# codelsr's own model, shipped in the package (docs/model.md, tools/train/): SPLADE-tiny fine-tuned
-# on docstring->function pairs. Documents are cut at 256 WordPiece tokens (512 was worse on
-# validation), queries at 64, the length it was trained with (512 scored the same on validation
-# and worse on DS-1000's long prompts: docs/model.md).
+# codelsr's own model, shipped in the package (docs/model.md, tools/train/): SPLADE-tiny trained
+# (run distill1, 2026-12-02) on docstring->function and prose pairs with a MiniLM teacher.
+# Documents are cut at 256 WordPiece tokens (512 was worse on validation), queries at 64, the
+# length it was trained with (512 scored the same on validation and worse on DS-1000's long
+# prompts: docs/model.md).
 SHIPPED_MODEL_NAME = "splade-code-tiny"
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / SHIPPED_MODEL_NAME
 _SHIPPED_OPTIONS = {"max_length_doc": 256, "max_length_query": 64, "name": SHIPPED_MODEL_NAME}
