@@ -105,7 +105,6 @@ def test_the_scored_exclusion_covers_devdocs_and_every_swe_bench_repository(tmp_
         assert {import_name.get(r, r) for r in repos} <= D.SCORED_LIBRARIES
     with pytest.raises(ValueError, match="excluded"):
         D.training_pairs(tmp_path, ["idna", "numpy"], exclude_scored=True)
-    assert not set(D.training_packages()) - set(D.DEFAULT_TRAIN_PACKAGES)
 
 
 @pytest.mark.slow
@@ -128,7 +127,9 @@ def test_distillation_with_prose_runs_end_to_end_on_a_tiny_budget(tmp_path: Path
     assert rc == 0
     info = json.loads((out / "training.json").read_text())
     assert info["teacher"] == "minilm" and info["prose_pairs"] == 4 and info["train_pairs"] == 12
-    ckpt_state = __import__("torch").load(tmp_path / "runs" / "t" / "checkpoint.pt", weights_only=False)["state"]
+    import torch
+
+    ckpt_state = torch.load(tmp_path / "runs" / "t" / "checkpoint.pt", weights_only=False)["state"]
     assert all(rec["kl"] > 0 for rec in ckpt_state["history"])  # the teacher's loss term was there
     cached = list((tmp_path / "runs" / "cache").glob("prose-*.jsonl.gz"))
     assert len(cached) == 1 and D.read_pairs(cached[0])
