@@ -45,6 +45,7 @@ __all__ = [
     "package_dir",
     "package_files",
     "package_version",
+    "query_key",
     "unit_list_hash",
 ]
 
@@ -308,19 +309,20 @@ def mine(
                 seen_code.add(unit.code)
                 (raw if unit.query else distractors).append(unit)
     out = Mined(distractors=distractors)
-    counts = Counter(_query_key(p.query) for p in raw)
+    counts = Counter(query_key(p.query) for p in raw)
     for p in raw:
         words = p.query.split()
         if len(words) < min_query_words or not any(ch.isalpha() for ch in p.query):
             out.dropped_short += 1
-        elif counts[_query_key(p.query)] > 1:
+        elif counts[query_key(p.query)] > 1:
             out.dropped_ambiguous += 1
         else:
             out.pairs.append(replace(p, query=p.query[:_MAX_QUERY_CHARS]))
     return out
 
 
-def _query_key(query: str) -> str:
+def query_key(query: str) -> str:
+    """A query compared as the same query: lower-cased, whitespace collapsed."""
     return " ".join(query.lower().split())
 
 

@@ -15,6 +15,22 @@ EVAL_EXTRA = ("needs the eval suite's libraries, the `eval` extra: `pip install 
               "(tools/setup.sh installs it; the Python 3.13 CI leg does not)")
 
 
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "src" / "codelsr" / "models" / "splade-code-tiny"
+
+
+def shipped_model_as_base(dest: Path) -> Path:
+    """``dest`` holding the shipped model's base files (tools.train.data.BASE_FILES): it stands in
+    for the PyPI base download in offline training tests."""
+    import shutil
+
+    from tools.train.data import BASE_FILES
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in BASE_FILES:
+        shutil.copy(SHIPPED_MODEL / f, dest / f)
+    return dest
+
+
 def skip_without_seismic() -> None:
     """Skip the calling test, saying why and what to do, when Seismic cannot be imported here."""
     from codelsr.index.backends import BACKENDS, missing_reason

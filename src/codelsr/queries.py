@@ -93,7 +93,8 @@ def max_pool(vectors: Sequence[SparseVector]) -> SparseVector:
 
 
 def prepare_query(encoder: SparseEncoder, text: str) -> PreparedQuery:
-    """The pieces ``encode_query`` encodes ``text`` as, for this encoder."""
+    """The pieces ``encode_query`` encodes ``text`` as, for this encoder. For a hybrid these are its
+    SPLADE half's pieces (:func:`piece_chars`); its BM25 half reads the query in its own."""
     return split_query(text, piece_chars(encoder))
 
 

