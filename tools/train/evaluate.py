@@ -122,6 +122,18 @@ def validation_task(cache_dir: str = "tools/train/runs/cache", exclude_scored: b
     return valid, valid + distract
 
 
+def prose_validation_task() -> tuple[list[Pair], list[Pair]]:
+    """Prose retrieval on the held-out validation packages: their docstring reference pages
+    (:func:`tools.train.prose.reference_pages`, the page's summary as the query, the rest of the
+    page as the document), which ``--prose`` never trains on. It measures what prose training
+    does to documentation search without looking at an eval task's documents."""
+    from tools.train.data import VALID_PACKAGES, excluded_names
+    from tools.train.prose import reference_pages
+
+    pages = reference_pages(VALID_PACKAGES, excluded_names(exclude_scored=True))
+    return pages, pages
+
+
 def bm25s_metrics(queries: Sequence[Pair], corpus: Sequence[Pair]) -> dict[str, float]:
     """bm25s (Lucene BM25, k1 1.5, b 0.75) over codelsr's code-aware terms, for comparison."""
     import bm25s
@@ -164,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", default="float32", help="SPLADE inference dtype (float32 or bfloat16)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N queries (corpus unchanged)")
-    ap.add_argument("--task", choices=["mined-docstrings", "validation"], default="mined-docstrings")
+    ap.add_argument("--task", choices=["mined-docstrings", "validation", "validation-prose"], default="mined-docstrings")
     ap.add_argument("--sweep", nargs="*", type=float, help="lexical weights to sweep (splade:<folder> only)")
     ap.add_argument("--exclude-scored", action="store_true",
                     help="with --task validation: the validation set of a --exclude-scored training run")
@@ -172,10 +184,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    queries, corpus = eval_task() if args.task == "mined-docstrings" else validation_task(exclude_scored=args.exclude_scored)
+    if args.task == "mined-docstrings":
+        queries, corpus = eval_task()
+    elif args.task == "validation":
+        queries, corpus = validation_task(exclude_scored=args.exclude_scored)
+    else:
+        queries, corpus = prose_validation_task()
     if args.limit:
         queries = queries[: args.limit]
-    print(f"mined-docstrings: {len(queries)} queries, {len(corpus)} functions", file=sys.stderr)
+    print(f"{args.task}: {len(queries)} queries, {len(corpus)} documents", file=sys.stderr)
     for spec in args.encoder:
         if spec == "bm25s":
             print(json.dumps({"encoder": spec, "task": args.task, **bm25s_metrics(queries, corpus)}), flush=True)

