@@ -191,3 +191,17 @@ def test_init_from_starts_a_run_from_a_trained_model_and_the_card_says_so(tmp_pa
     (trained / "tokenizer.json").unlink()
     with pytest.raises(FileNotFoundError, match="missing tokenizer.json"):
         main([*args[:1], str(tmp_path / "runs" / "other"), *args[2:]])
+
+
+def test_prose_validation_reads_only_the_held_out_packages_which_prose_training_never_reads():
+    from tools.train.evaluate import prose_validation_task
+
+    installed = set(D.VALID_PACKAGES) & set(D.installed_packages(exclude=()))
+    if not installed:
+        pytest.skip("none of the validation packages is installed here")
+    queries, corpus = prose_validation_task()
+    assert queries and corpus == queries
+    assert {p.package for p in queries} <= set(D.VALID_PACKAGES)
+    # The trainer's prose pairs refuse them: check_clean is what --prose runs on its pairs.
+    with pytest.raises(ValueError, match="excluded"):
+        P.check_clean(queries[:1], D.excluded_names(exclude_scored=True) | frozenset(D.VALID_PACKAGES))
