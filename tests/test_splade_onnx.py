@@ -206,3 +206,44 @@ def test_the_export_tool_writes_a_verified_export_for_a_checkpoint_folder(tmp_pa
     mine = OnnxSpladeEncoder(folder, **_SHIPPED_OPTIONS).encode_documents(_real_chunks()[:30])
     shipped = OnnxSpladeEncoder(SHIPPED_MODEL_DIR, **_SHIPPED_OPTIONS).encode_documents(_real_chunks()[:30])
     assert mine == shipped
+
+
+def test_split_pieces_wraps_each_window_in_the_models_special_tokens():
+    from codelsr.encoders.splade.pieces import affixes, piece_cap, split_pieces
+
+    assert affixes([101, 7, 8, 102], [7, 8]) == ([101], [102])
+    assert affixes([7, 8, 2], [7, 8]) == ([], [2])
+    with pytest.raises(ValueError, match="changes"):
+        affixes([101, 9, 102], [7, 8])
+    ids = [101, *range(1, 11), 102]  # ten word pieces
+    assert split_pieces(ids, [101], [102], 6, 8) == [[101, 1, 2, 3, 4, 102], [101, 5, 6, 7, 8, 102], [101, 9, 10, 102]]
+    assert split_pieces(ids, [101], [102], 6, 2) == [[101, 1, 2, 3, 4, 102], [101, 5, 6, 7, 8, 102]]
+    assert split_pieces(ids, [101], [102], 12, 8) == [ids]  # fits one window: as it is
+    assert piece_cap(6, 2, 3) == 14
+
+
+def test_doc_pieces_reads_a_long_document_whole_on_both_runtimes(onnx_encoder):
+    """A document past the window gains the terms of its later part; one that fits is unchanged;
+    both runtimes agree, and the option is part of the encoder id (another index)."""
+    long_doc = (REPO_ROOT / "README.md").read_text(encoding="utf-8")[:9000]
+    tail_only = "Seismic inverted index quantisation: summaries of postings blocks for pruning."
+    doc = long_doc + "\n\n" + tail_only
+    pieced = OnnxSpladeEncoder(SHIPPED_MODEL_DIR, **_SHIPPED_OPTIONS, doc_pieces=16)
+    assert pieced.encoder_id == onnx_encoder.encoder_id + ":dp16"
+    short = [t for t in _real_chunks() if 40 < len(t) < 500][:8]  # well inside 256 word pieces
+    assert len(short) == 8
+    assert pieced.encode_documents(short) == onnx_encoder.encode_documents(short)
+    (whole,), (first,) = pieced.encode_documents([doc]), onnx_encoder.encode_documents([doc])
+    (tail,) = onnx_encoder.encode_documents([tail_only])
+    assert all(whole.get(t, 0.0) >= w - 1e-5 for t, w in first.items())  # max over more windows
+    new_terms = set(whole) - set(first)
+    assert {t for t, w in tail.items() if w > 0.5} & new_terms  # the tail is read at last
+    pytest.importorskip("torch")
+    from codelsr.encoders.splade import SpladeEncoder
+
+    torch_pieced = SpladeEncoder(str(SHIPPED_MODEL_DIR), device="cpu", dtype="float32", **_SHIPPED_OPTIONS,
+                                 doc_pieces=16)
+    assert torch_pieced.encoder_id == pieced.encoder_id
+    assert _cosine(torch_pieced.encode_documents([doc])[0], whole) >= 0.999
+    with pytest.raises(ValueError, match="doc_pieces"):
+        OnnxSpladeEncoder(SHIPPED_MODEL_DIR, **_SHIPPED_OPTIONS, doc_pieces=0)

@@ -44,7 +44,7 @@ _SHIPPED_OPTIONS = {"max_length_doc": 256, "max_length_query": 64, "name": SHIPP
 RUNTIME_ENV = "CODELSR_SPLADE_RUNTIME"  # auto (default), onnx or torch
 # SpladeEncoder options the ONNX runtime honours; any other (device, dtype, preset) means torch.
 _ONNX_OPTIONS = frozenset({"max_length_doc", "max_length_query", "query_top_k", "doc_top_k", "batch_size",
-                           "threads", "name", "output_vocab"})
+                           "threads", "name", "output_vocab", "doc_pieces"})
 
 
 def load_splade_model(model: str, **options: Any) -> SparseEncoder:

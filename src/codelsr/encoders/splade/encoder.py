@@ -35,6 +35,7 @@ from codelsr.encoders.splade.checkpoint import (
     require,
     resolve_checkpoint,
 )
+from codelsr.encoders.splade.pieces import affixes, piece_cap, split_pieces
 from codelsr.encoders.splade.pooling import activate, head_max_logits
 from codelsr.errors import EncoderUnavailableError
 from codelsr.records import SparseVector
@@ -81,6 +82,7 @@ class SpladeEncoder:
         threads: int | None = None,
         name: str | None = None,
         output_vocab: bool = True,
+        doc_pieces: int = 1,
     ) -> None:
         torch = require("torch")
         transformers = require("transformers")
@@ -92,6 +94,8 @@ class SpladeEncoder:
             doc_top_k = pd if doc_top_k is None else doc_top_k
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if doc_pieces < 1:
+            raise ValueError("doc_pieces must be >= 1")
         if threads is not None:
             torch.set_num_threads(int(threads))
         self._torch = torch
@@ -184,8 +188,13 @@ class SpladeEncoder:
         # A model shipped inside the package is named, not located: its folder moves with every
         # install, while its name and file fingerprint do not.
         label = name or identity
+        self.doc_pieces = int(doc_pieces)
+        probe = "x = 1"
+        self._affixes = affixes(self._tokenizer(probe)["input_ids"],
+                                self._tokenizer(probe, add_special_tokens=False)["input_ids"])
         self.encoder_id = (
             f"splade:{label}@{fp}:q{q}:d{d}:lq{self.max_length_query}:ld{self.max_length_doc}"
+            + (f":dp{self.doc_pieces}" if self.doc_pieces > 1 else "")
         )
 
     # ---------------------------------------------------------------- loading
@@ -388,13 +397,14 @@ class SpladeEncoder:
             "max_length_query": self.max_length_query,
             "query_top_k": self.query_top_k,
             "doc_top_k": self.doc_top_k,
+            "doc_pieces": self.doc_pieces,
             "dtype": self.dtype_name,
             "device": self.device,
             "batch_size": self.batch_size,
         }
 
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
-        return self._encode(texts, self.max_length_doc, self.doc_top_k)
+        return self._encode(texts, self.max_length_doc, self.doc_top_k, self.doc_pieces)
 
     def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         return self._encode(texts, self.max_length_query, self.query_top_k)
@@ -460,24 +470,31 @@ class SpladeEncoder:
         vec = {terms[i]: float(v) for i, v in zip(idx.tolist(), vals)}
         return prune_top_k(vec, k)  # exact ties at the k-th weight: broken by term string
 
-    def _encode(self, texts: Sequence[str], max_length: int, k: int | None) -> list[SparseVector]:
+    def _encode(self, texts: Sequence[str], max_length: int, k: int | None, pieces: int = 1) -> list[SparseVector]:
+        """Vectors of ``texts``; with ``pieces`` > 1 a longer text is read in up to that many
+        windows of ``max_length`` and its activations max-pooled (``pieces`` module)."""
         torch = self._torch
         texts = list(texts)
         if not texts:
             return []
         out: list[SparseVector] = [{} for _ in texts]
+        prefix, suffix = self._affixes
         with self._lock, torch.inference_mode():
-            ids = self._tokenize(texts, max_length)
+            ids = self._tokenize(texts, piece_cap(max_length, len(prefix) + len(suffix), pieces))
             # Blank texts get empty vectors (a BERT would still "expand" its bare [CLS] [SEP]).
-            live = [i for i in range(len(ids)) if ids[i] and texts[i].strip()]
-            order = sorted(live, key=lambda i: -len(ids[i]))
+            rows = [(i, piece) for i in range(len(ids)) if ids[i] and texts[i].strip()
+                    for piece in split_pieces(ids[i], prefix, suffix, max_length, pieces)]
+            order = sorted(range(len(rows)), key=lambda r: -len(rows[r][1]))
+            pooled: dict[int, Any] = {}
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                input_ids, mask = self._pad([ids[i] for i in chunk])
-                hidden = self._forward_hidden(input_ids, mask)
-                acts = self._pool(hidden, mask).cpu()
-                for row, i in zip(acts, chunk):
-                    out[i] = self._to_sparse(row, k)
+                input_ids, mask = self._pad([rows[r][1] for r in chunk])
+                acts = self._pool(self._forward_hidden(input_ids, mask), mask).cpu()
+                for row, r in zip(acts, chunk):
+                    i = rows[r][0]
+                    pooled[i] = row if i not in pooled else torch.maximum(pooled[i], row)
+            for i, row in pooled.items():
+                out[i] = self._to_sparse(row, k)
         return out
 
     def __repr__(self) -> str:

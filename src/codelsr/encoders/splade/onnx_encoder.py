@@ -52,6 +52,7 @@ from codelsr.encoders.splade.checkpoint import (
     model_family,
 )
 from codelsr.encoders.splade.checkpoint import read_json
+from codelsr.encoders.splade.pieces import affixes, piece_cap, split_pieces
 from codelsr.errors import EncoderUnavailableError
 from codelsr.records import SparseVector
 
@@ -162,6 +163,7 @@ class OnnxSpladeEncoder:
         threads: int | None = None,
         name: str | None = None,
         output_vocab: bool = True,
+        doc_pieces: int = 1,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -173,6 +175,8 @@ class OnnxSpladeEncoder:
             ) from exc
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if doc_pieces < 1:
+            raise ValueError("doc_pieces must be >= 1")
         folder = Path(model).expanduser().resolve()
         if (folder / "adapter_config.json").is_file() or (folder / "lora").is_dir():
             raise EncoderUnavailableError(f"{folder} is a LoRA adapter; ONNX exports are made from merged models")
@@ -267,7 +271,13 @@ class OnnxSpladeEncoder:
         q = self.query_top_k if self.query_top_k else "all"
         d = self.doc_top_k if self.doc_top_k else "all"
         label = name or str(folder)
-        self.encoder_id = f"splade:{label}@{fingerprint}:q{q}:d{d}:lq{self.max_length_query}:ld{self.max_length_doc}"
+        self.doc_pieces = int(doc_pieces)
+        self._tokenizer.no_truncation()
+        probe = "x = 1"
+        self._affixes = affixes(self._tokenizer.encode(probe, add_special_tokens=True).ids,
+                                self._tokenizer.encode(probe, add_special_tokens=False).ids)
+        self.encoder_id = (f"splade:{label}@{fingerprint}:q{q}:d{d}:lq{self.max_length_query}:ld{self.max_length_doc}"
+                           + (f":dp{self.doc_pieces}" if self.doc_pieces > 1 else ""))
 
     # --------------------------------------------------------------- protocol
 
@@ -290,13 +300,14 @@ class OnnxSpladeEncoder:
             "max_length_query": self.max_length_query,
             "query_top_k": self.query_top_k,
             "doc_top_k": self.doc_top_k,
+            "doc_pieces": self.doc_pieces,
             "dtype": "float32",
             "device": "cpu",
             "batch_size": self.batch_size,
         }
 
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
-        return self._encode(texts, self.max_length_doc, self.doc_top_k)
+        return self._encode(texts, self.max_length_doc, self.doc_top_k, self.doc_pieces)
 
     def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         return self._encode(texts, self.max_length_query, self.query_top_k)
@@ -359,25 +370,33 @@ class OnnxSpladeEncoder:
         vec = {terms[i]: v for i, v in zip(idx.tolist(), row[idx].tolist())}
         return prune_top_k(vec, k)  # exact ties at the k-th weight: broken by term string
 
-    def _encode(self, texts: Sequence[str], max_length: int, k: int | None) -> list[SparseVector]:
+    def _encode(self, texts: Sequence[str], max_length: int, k: int | None, pieces: int = 1) -> list[SparseVector]:
+        """Vectors of ``texts``; with ``pieces`` > 1 a longer text is read in up to that many
+        windows of ``max_length`` and its activations max-pooled (``pieces`` module)."""
         texts = list(texts)
         if not texts:
             return []
         out: list[SparseVector] = [{} for _ in texts]
+        prefix, suffix = self._affixes
         # Only the tokenizer's truncation setting is shared state: ONNX Runtime sessions may run
         # from several threads at once, so a query need not wait behind a batch of documents
         # being encoded in the background (the server's learned build).
         with self._lock:
-            ids = self._tokenize(texts, max_length)
+            ids = self._tokenize(texts, piece_cap(max_length, len(prefix) + len(suffix), pieces))
         # Blank texts get empty vectors (a BERT would still "expand" its bare [CLS] [SEP]).
-        live = [i for i in range(len(ids)) if ids[i] and texts[i].strip()]
-        order = sorted(live, key=lambda i: -len(ids[i]))
+        rows = [(i, piece) for i in range(len(ids)) if ids[i] and texts[i].strip()
+                for piece in split_pieces(ids[i], prefix, suffix, max_length, pieces)]
+        order = sorted(range(len(rows)), key=lambda r: -len(rows[r][1]))
+        pooled: dict[int, np.ndarray] = {}
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            batch = [ids[i] for i in chunk]
+            batch = [rows[r][1] for r in chunk]
             acts = self._pool(self._hidden(batch), [len(b) for b in batch])
-            for row, i in zip(acts, chunk):
-                out[i] = self._to_sparse(row, k)
+            for row, r in zip(acts, chunk):
+                i = rows[r][0]
+                pooled[i] = row if i not in pooled else np.maximum(pooled[i], row)
+        for i, row in pooled.items():
+            out[i] = self._to_sparse(row, k)
         return out
 
     def __repr__(self) -> str:
