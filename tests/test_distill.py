@@ -205,3 +205,18 @@ def test_prose_validation_reads_only_the_held_out_packages_which_prose_training_
     # The trainer's prose pairs refuse them: check_clean is what --prose runs on its pairs.
     with pytest.raises(ValueError, match="excluded"):
         P.check_clean(queries[:1], D.excluded_names(exclude_scored=True) | frozenset(D.VALID_PACKAGES))
+
+
+def test_long_validation_queries_are_whole_docstrings_whose_gold_is_their_own_function():
+    from tools.train.evaluate import long_validation_task, prose_validation_task
+
+    if not set(D.VALID_PACKAGES) & set(D.installed_packages(exclude=())):
+        pytest.skip("none of the validation packages is installed here")
+    queries, corpus, gold = long_validation_task()
+    assert queries and len(gold) == len(queries)
+    summaries = {(p.path, p.qualname): p.query for p in prose_validation_task()[0]}
+    for q, g in zip(queries, gold):
+        assert (corpus[g].path, corpus[g].qualname) == (q.path, q.qualname)
+        summary = summaries[(q.path, q.qualname)]
+        assert q.query.startswith(summary) and len(q.query) > len(summary) + 10
+        assert summary not in corpus[g].code  # docstrings are removed from the documents

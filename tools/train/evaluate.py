@@ -76,16 +76,28 @@ def metrics_from_scores(scores: Any, gold: Sequence[int]) -> dict[str, float]:
     }
 
 
-def evaluate(encoder: Any, queries: Sequence[Pair], corpus: Sequence[Pair]) -> dict[str, float]:
-    """Encode ``corpus`` and ``queries`` with any SparseEncoder and score them (gold = index)."""
+def encode_query_list(encoder: Any, texts: Sequence[str], as_served: bool) -> list[dict[str, float]]:
+    """Query vectors: the encoder's own, or with ``as_served`` what search uses
+    (:func:`codelsr.queries.encode_query`: a long query read in pieces of the encoder's window)."""
+    if not as_served:
+        return encoder.encode_queries(list(texts))
+    from codelsr.queries import encode_query
+
+    return [encode_query(encoder, t) for t in texts]
+
+
+def evaluate(encoder: Any, queries: Sequence[Pair], corpus: Sequence[Pair], gold: Sequence[int] | None = None,
+             as_served: bool = False) -> dict[str, float]:
+    """Encode ``corpus`` and ``queries`` with any SparseEncoder and score them (gold: query i's
+    document index; by default i)."""
     t0 = time.perf_counter()
     docs = encoder.encode_documents([p.code for p in corpus])
     t1 = time.perf_counter()
     if hasattr(encoder, "bind_collection"):
         encoder = encoder.bind_collection(len(docs), document_frequencies(docs))
-    qs = encoder.encode_queries([p.query for p in queries])
+    qs = encode_query_list(encoder, [p.query for p in queries], as_served)
     t2 = time.perf_counter()
-    out = metrics_from_scores(score_matrix(docs, qs), list(range(len(queries))))
+    out = metrics_from_scores(score_matrix(docs, qs), list(gold) if gold is not None else list(range(len(queries))))
     out["terms_q"] = round(sum(map(len, qs)) / max(1, len(qs)), 1)
     out["terms_d"] = round(sum(map(len, docs)) / max(1, len(docs)), 1)
     out["docs_per_s"] = round(len(docs) / max(1e-9, t1 - t0), 1)
@@ -94,20 +106,22 @@ def evaluate(encoder: Any, queries: Sequence[Pair], corpus: Sequence[Pair]) -> d
 
 
 def hybrid_sweep(model: str, queries: Sequence[Pair], corpus: Sequence[Pair], weights: Sequence[float],
+                 gold: Sequence[int] | None = None, as_served: bool = False,
                  **kw: Any) -> dict[float, dict[str, float]]:
-    """Metrics of SPLADE + w * BM25 for each w, encoding once (the hybrid's dot product, split)."""
+    """Metrics of SPLADE + w * BM25 for each w, encoding once (the hybrid's dot product, split;
+    with ``as_served`` each half reads a long query in its own pieces, as search does)."""
     from codelsr.encoders.lexical import LexicalEncoder
     from codelsr.encoders.splade import SpladeEncoder
 
     splade = SpladeEncoder(model, device="cpu", **kw)
     texts = [p.code for p in corpus]
     sd = splade.encode_documents(texts)
-    sq = splade.encode_queries([p.query for p in queries])
+    sq = encode_query_list(splade, [p.query for p in queries], as_served)
     lex = LexicalEncoder()
     ld = lex.encode_documents(texts)
-    lq = lex.bind_collection(len(ld), document_frequencies(ld)).encode_queries([p.query for p in queries])
+    lq = encode_query_list(lex.bind_collection(len(ld), document_frequencies(ld)), [p.query for p in queries], as_served)
     s_scores, l_scores = score_matrix(sd, sq), score_matrix(ld, lq)
-    gold = list(range(len(queries)))
+    gold = list(gold) if gold is not None else list(range(len(queries)))
     return {w: metrics_from_scores(s_scores + w * l_scores, gold) for w in weights}
 
 
@@ -134,7 +148,28 @@ def prose_validation_task() -> tuple[list[Pair], list[Pair]]:
     return pages, pages
 
 
-def bm25s_metrics(queries: Sequence[Pair], corpus: Sequence[Pair]) -> dict[str, float]:
+def long_validation_task(cache_dir: str = "tools/train/runs/cache") -> tuple[list[Pair], list[Pair], list[int]]:
+    """Long queries on the held-out validation packages: a function's whole docstring (summary and
+    body, median ~300 characters) as the query, the code validation corpus (docstrings removed) as
+    the documents: (queries, corpus, gold index of each query). A stand-in for task statements,
+    used to check long-query handling without an eval task's queries."""
+    pages, _ = prose_validation_task()
+    valid, corpus = validation_task(cache_dir, exclude_scored=True)
+    page_of = {(p.path, p.qualname): p for p in pages}
+    queries, gold = [], []
+    for i, pair in enumerate(valid):
+        page = page_of.get((pair.path, pair.qualname))
+        if page is None:
+            continue
+        body = page.code.split("\n\n", 1)[1].strip() if "\n\n" in page.code else ""
+        if len(body) < 20:  # a signature with blank lines in its defaults: no body found
+            continue
+        queries.append(Pair(page.query + "\n\n" + body, pair.code, pair.package, pair.qualname, pair.path, pair.line))
+        gold.append(i)
+    return queries, corpus, gold
+
+
+def bm25s_metrics(queries: Sequence[Pair], corpus: Sequence[Pair], gold: Sequence[int] | None = None) -> dict[str, float]:
     """bm25s (Lucene BM25, k1 1.5, b 0.75) over codelsr's code-aware terms, for comparison."""
     import bm25s
     import numpy as np
@@ -145,7 +180,7 @@ def bm25s_metrics(queries: Sequence[Pair], corpus: Sequence[Pair]) -> dict[str, 
     retriever = bm25s.BM25()
     retriever.index(docs, show_progress=False)
     scores = np.stack([retriever.get_scores(code_terms(p.query)) for p in queries])
-    return metrics_from_scores(scores, list(range(len(queries))))
+    return metrics_from_scores(scores, list(gold) if gold is not None else list(range(len(queries))))
 
 
 def build_encoder(spec: str, **kw: Any) -> Any:
@@ -176,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", default="float32", help="SPLADE inference dtype (float32 or bfloat16)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N queries (corpus unchanged)")
-    ap.add_argument("--task", choices=["mined-docstrings", "validation", "validation-prose"], default="mined-docstrings")
+    ap.add_argument("--task", choices=["mined-docstrings", "validation", "validation-prose", "validation-long"], default="mined-docstrings")
     ap.add_argument("--sweep", nargs="*", type=float, help="lexical weights to sweep (splade:<folder> only)")
     ap.add_argument("--exclude-scored", action="store_true",
                     help="with --task validation: the validation set of a --exclude-scored training run")
@@ -188,17 +223,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         queries, corpus = eval_task()
     elif args.task == "validation":
         queries, corpus = validation_task(exclude_scored=args.exclude_scored)
-    else:
+    elif args.task == "validation-prose":
         queries, corpus = prose_validation_task()
+    if args.task == "validation-long":  # long queries: read as search reads them (codelsr.queries)
+        queries, corpus, gold = long_validation_task()
+    else:
+        gold = list(range(len(queries)))
+    as_served = args.task == "validation-long"
     if args.limit:
-        queries = queries[: args.limit]
+        queries, gold = queries[: args.limit], gold[: args.limit]
     print(f"{args.task}: {len(queries)} queries, {len(corpus)} documents", file=sys.stderr)
     for spec in args.encoder:
         if spec == "bm25s":
-            print(json.dumps({"encoder": spec, "task": args.task, **bm25s_metrics(queries, corpus)}), flush=True)
+            print(json.dumps({"encoder": spec, "task": args.task, **bm25s_metrics(queries, corpus, gold)}), flush=True)
             continue
         if args.sweep:
-            res_by_w = hybrid_sweep(spec.removeprefix("splade:"), queries, corpus, args.sweep,
+            res_by_w = hybrid_sweep(spec.removeprefix("splade:"), queries, corpus, args.sweep, gold, as_served,
                                     max_length_doc=args.max_length_doc,
                                     max_length_query=args.max_length_query, dtype=args.dtype)
             for w, res in res_by_w.items():
@@ -206,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         kw = {} if spec == "lexical" else {"max_length_doc": args.max_length_doc, "dtype": args.dtype,
                                            "max_length_query": args.max_length_query}
-        res = evaluate(build_encoder(spec, **kw), queries, corpus)
+        res = evaluate(build_encoder(spec, **kw), queries, corpus, gold, as_served)
         print(json.dumps({"encoder": spec, "task": args.task, "max_length_doc": args.max_length_doc,
                           "max_length_query": args.max_length_query,
                           "dtype": args.dtype, **res}), flush=True)
