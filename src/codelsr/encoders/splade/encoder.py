@@ -60,6 +60,8 @@ class SpladeEncoder:
     ``preset="efficient"`` sets them to the SPLADE-Code paper's (10, 100) unless given.
     ``threads`` sets ``torch.set_num_threads`` (process-wide). ``name`` replaces the model's
     location in ``encoder_id`` (for models shipped inside the package, whose folder moves).
+    ``doc_pieces=n`` reads a document longer than ``max_length_doc`` in up to n windows and
+    max-pools them (``pieces``); 1, the default, cuts it at one window.
 
     A checkpoint folder may hold ``output_vocab.json`` (``{"token_ids": [...]}``): the model's
     output space is then those vocabulary ids only, and only their rows of the LM head are ever

@@ -146,7 +146,8 @@ class OnnxSpladeEncoder:
     """A masked-LM SPLADE folder with a current ONNX export, as a ``SparseEncoder`` (module doc).
 
     Options mean what they mean for ``SpladeEncoder`` (max lengths default to 512/128 tokens,
-    ``query_top_k``/``doc_top_k`` prune, ``name`` replaces the folder in ``encoder_id``);
+    ``query_top_k``/``doc_top_k`` prune, ``name`` replaces the folder in ``encoder_id``,
+    ``doc_pieces`` reads a long document in several windows);
     ``threads`` is ONNX Runtime's intra-op thread count (default: ``CODELSR_THREADS``, else
     ONNX Runtime's own choice, one per physical core).
     """
