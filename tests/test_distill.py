@@ -220,3 +220,21 @@ def test_long_validation_queries_are_whole_docstrings_whose_gold_is_their_own_fu
         summary = summaries[(q.path, q.qualname)]
         assert q.query.startswith(summary) and len(q.query) > len(summary) + 10
         assert summary not in corpus[g].code  # docstrings are removed from the documents
+
+
+def test_the_hand_written_questions_name_real_pages_and_count_their_best_ranked_gold():
+    import numpy as np
+
+    from tools.train.evaluate import QUESTIONS_FILE, metrics_from_scores, question_validation_task
+
+    items = [json.loads(line) for line in QUESTIONS_FILE.read_text().splitlines() if line.strip()]
+    assert len(items) >= 50 and all(item["query"] and item["gold"] for item in items)
+    assert all(g.split("/")[0] in D.VALID_PACKAGES for item in items for g in item["gold"])
+    # Several gold pages: the best-ranked one counts. Query 0's second gold is ranked first.
+    scores = np.array([[0.1, 0.9, 0.5], [0.7, 0.2, 0.3]])
+    assert metrics_from_scores(scores, [[0, 1], 2])["mrr@10"] == pytest.approx((1 + 1 / 2) / 2)
+    if not set(D.VALID_PACKAGES) & set(D.installed_packages(exclude=())):
+        pytest.skip("none of the validation packages is installed here")
+    queries, corpus, gold = question_validation_task()
+    assert len(queries) >= len(items) // 2  # a different package version may drop a few
+    assert all(0 <= g < len(corpus) for gs in gold for g in gs)

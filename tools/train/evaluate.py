@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from codelsr.encoders.base import document_frequencies
@@ -58,11 +59,13 @@ def score_matrix(doc_vecs: Sequence[dict[str, float]], query_vecs: Sequence[dict
     return (qmat @ dmat.T).toarray()
 
 
-def metrics_from_scores(scores: Any, gold: Sequence[int]) -> dict[str, float]:
-    """MRR@10, nDCG@10, R@10, R@100 for one relevant document per query (pessimistic ties)."""
+def metrics_from_scores(scores: Any, gold: Sequence[int] | Sequence[Sequence[int]]) -> dict[str, float]:
+    """MRR@10, nDCG@10, R@10, R@100 for one relevant document per query (pessimistic ties). A
+    query whose gold is several documents counts its best-ranked one (the first relevant hit)."""
     import numpy as np
 
-    gold_arr = np.asarray(gold)
+    gold_arr = np.asarray([g if isinstance(g, (int, np.integer)) else max(g, key=lambda d: scores[row, d])
+                           for row, g in enumerate(gold)])
     g = scores[np.arange(len(gold_arr)), gold_arr][:, None]
     ranks = (scores >= g).sum(axis=1)  # gold itself included -> rank >= 1
     ranks = np.where(g[:, 0] > 0, ranks, scores.shape[1] + 1)
@@ -86,7 +89,7 @@ def encode_query_list(encoder: Any, texts: Sequence[str], as_served: bool) -> li
     return [encode_query(encoder, t) for t in texts]
 
 
-def evaluate(encoder: Any, queries: Sequence[Pair], corpus: Sequence[Pair], gold: Sequence[int] | None = None,
+def evaluate(encoder: Any, queries: Sequence[Pair], corpus: Sequence[Pair], gold: Sequence[Any] | None = None,
              as_served: bool = False) -> dict[str, float]:
     """Encode ``corpus`` and ``queries`` with any SparseEncoder and score them (gold: query i's
     document index; by default i)."""
@@ -106,7 +109,7 @@ def evaluate(encoder: Any, queries: Sequence[Pair], corpus: Sequence[Pair], gold
 
 
 def hybrid_sweep(model: str, queries: Sequence[Pair], corpus: Sequence[Pair], weights: Sequence[float],
-                 gold: Sequence[int] | None = None, as_served: bool = False,
+                 gold: Sequence[Any] | None = None, as_served: bool = False,
                  **kw: Any) -> dict[float, dict[str, float]]:
     """Metrics of SPLADE + w * BM25 for each w, encoding once (the hybrid's dot product, split;
     with ``as_served`` each half reads a long query in its own pieces, as search does)."""
@@ -128,7 +131,6 @@ def hybrid_sweep(model: str, queries: Sequence[Pair], corpus: Sequence[Pair], we
 def validation_task(cache_dir: str = "tools/train/runs/cache", exclude_scored: bool = False) -> tuple[list[Pair], list[Pair]]:
     """The trainer's held-out validation packages (never the eval packages): (queries, corpus).
     ``exclude_scored`` gives the validation set of a ``--exclude-scored`` training run."""
-    from pathlib import Path
 
     from tools.train.data import training_pairs
 
@@ -169,7 +171,30 @@ def long_validation_task(cache_dir: str = "tools/train/runs/cache") -> tuple[lis
     return queries, corpus, gold
 
 
-def bm25s_metrics(queries: Sequence[Pair], corpus: Sequence[Pair], gold: Sequence[int] | None = None) -> dict[str, float]:
+QUESTIONS_FILE = Path(__file__).with_name("validation_questions.jsonl")
+
+
+def question_validation_task(path: Path = QUESTIONS_FILE) -> tuple[list[Pair], list[Pair], list[list[int]]]:
+    """Hand-written questions about the held-out packages' APIs, as a developer would ask them
+    ("ask the user a yes or no question in the terminal"), against the same 449 reference pages as
+    ``validation-prose``: (queries, corpus, gold page indices of each query). Written for issue 13
+    to choose prose settings by rule: summaries queried against their own page are easier than
+    questions. A question whose gold pages are missing (another version of a package) is skipped."""
+    pages, _ = prose_validation_task()
+    index = {f"{p.path}::{p.qualname}": i for i, p in enumerate(pages)}
+    queries, gold = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        found = [index[g] for g in item["gold"] if g in index]
+        if found:
+            queries.append(Pair(item["query"], "", "", "", ""))
+            gold.append(found)
+    return queries, pages, gold
+
+
+def bm25s_metrics(queries: Sequence[Pair], corpus: Sequence[Pair], gold: Sequence[Any] | None = None) -> dict[str, float]:
     """bm25s (Lucene BM25, k1 1.5, b 0.75) over codelsr's code-aware terms, for comparison."""
     import bm25s
     import numpy as np
@@ -211,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", default="float32", help="SPLADE inference dtype (float32 or bfloat16)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N queries (corpus unchanged)")
-    ap.add_argument("--task", choices=["mined-docstrings", "validation", "validation-prose", "validation-long"], default="mined-docstrings")
+    ap.add_argument("--task", choices=["mined-docstrings", "validation", "validation-prose", "validation-long",
+                                           "validation-questions"], default="mined-docstrings")
     ap.add_argument("--sweep", nargs="*", type=float, help="lexical weights to sweep (splade:<folder> only)")
     ap.add_argument("--exclude-scored", action="store_true",
                     help="with --task validation: the validation set of a --exclude-scored training run")
@@ -227,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         queries, corpus = prose_validation_task()
     if args.task == "validation-long":  # long queries: read as search reads them (codelsr.queries)
         queries, corpus, gold = long_validation_task()
+    elif args.task == "validation-questions":
+        queries, corpus, gold = question_validation_task()
     else:
         gold = list(range(len(queries)))
     as_served = args.task == "validation-long"
