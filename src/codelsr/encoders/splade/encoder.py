@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -191,9 +192,9 @@ class SpladeEncoder:
         # install, while its name and file fingerprint do not.
         label = name or identity
         self.doc_pieces = int(doc_pieces)
-        probe = "x = 1"
+        probe = "x = 1"  # the special tokens around a text: only pieces need them
         self._affixes = affixes(self._tokenizer(probe)["input_ids"],
-                                self._tokenizer(probe, add_special_tokens=False)["input_ids"])
+                                self._tokenizer(probe, add_special_tokens=False)["input_ids"]) if doc_pieces > 1 else ([], [])
         self.encoder_id = (
             f"splade:{label}@{fp}:q{q}:d{d}:lq{self.max_length_query}:ld{self.max_length_doc}"
             + (f":dp{self.doc_pieces}" if self.doc_pieces > 1 else "")
@@ -487,6 +488,7 @@ class SpladeEncoder:
             rows = [(i, piece) for i in range(len(ids)) if ids[i] and texts[i].strip()
                     for piece in split_pieces(ids[i], prefix, suffix, max_length, pieces)]
             order = sorted(range(len(rows)), key=lambda r: -len(rows[r][1]))
+            left = Counter(i for i, _ in rows)
             pooled: dict[int, Any] = {}
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
@@ -495,8 +497,9 @@ class SpladeEncoder:
                 for row, r in zip(acts, chunk):
                     i = rows[r][0]
                     pooled[i] = row if i not in pooled else torch.maximum(pooled[i], row)
-            for i, row in pooled.items():
-                out[i] = self._to_sparse(row, k)
+                    left[i] -= 1
+                    if not left[i]:  # every piece seen: to a sparse vector, free the dense row
+                        out[i] = self._to_sparse(pooled.pop(i), k)
         return out
 
     def __repr__(self) -> str:

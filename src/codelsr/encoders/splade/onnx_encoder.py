@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -274,9 +275,9 @@ class OnnxSpladeEncoder:
         label = name or str(folder)
         self.doc_pieces = int(doc_pieces)
         self._tokenizer.no_truncation()
-        probe = "x = 1"
+        probe = "x = 1"  # the special tokens around a text: only pieces need them
         self._affixes = affixes(self._tokenizer.encode(probe, add_special_tokens=True).ids,
-                                self._tokenizer.encode(probe, add_special_tokens=False).ids)
+                                self._tokenizer.encode(probe, add_special_tokens=False).ids) if doc_pieces > 1 else ([], [])
         self.encoder_id = (f"splade:{label}@{fingerprint}:q{q}:d{d}:lq{self.max_length_query}:ld{self.max_length_doc}"
                            + (f":dp{self.doc_pieces}" if self.doc_pieces > 1 else ""))
 
@@ -388,6 +389,7 @@ class OnnxSpladeEncoder:
         rows = [(i, piece) for i in range(len(ids)) if ids[i] and texts[i].strip()
                 for piece in split_pieces(ids[i], prefix, suffix, max_length, pieces)]
         order = sorted(range(len(rows)), key=lambda r: -len(rows[r][1]))
+        left = Counter(i for i, _ in rows)
         pooled: dict[int, np.ndarray] = {}
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
@@ -396,8 +398,9 @@ class OnnxSpladeEncoder:
             for row, r in zip(acts, chunk):
                 i = rows[r][0]
                 pooled[i] = row if i not in pooled else np.maximum(pooled[i], row)
-        for i, row in pooled.items():
-            out[i] = self._to_sparse(row, k)
+                left[i] -= 1
+                if not left[i]:  # every piece seen: to a sparse vector, free the dense row
+                    out[i] = self._to_sparse(pooled.pop(i), k)
         return out
 
     def __repr__(self) -> str:
