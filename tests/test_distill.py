@@ -236,5 +236,7 @@ def test_the_hand_written_questions_name_real_pages_and_count_their_best_ranked_
     if not set(D.VALID_PACKAGES) & set(D.installed_packages(exclude=())):
         pytest.skip("none of the validation packages is installed here")
     queries, corpus, gold = question_validation_task()
-    assert len(queries) >= len(items) // 2  # a different package version may drop a few
+    installed = set(D.VALID_PACKAGES) & set(D.installed_packages(exclude=()))
+    askable = [item for item in items if item["gold"][0].split("/")[0] in installed]
+    assert len(queries) >= len(askable) // 2  # another version of a package may drop a few
     assert all(0 <= g < len(corpus) for gs in gold for g in gs)

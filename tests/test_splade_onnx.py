@@ -225,7 +225,7 @@ def test_split_pieces_wraps_each_window_in_the_models_special_tokens():
 def test_doc_pieces_reads_a_long_document_whole_on_both_runtimes(onnx_encoder):
     """A document past the window gains the terms of its later part; one that fits is unchanged;
     both runtimes agree, and the option is part of the encoder id (another index)."""
-    long_doc = (REPO_ROOT / "README.md").read_text(encoding="utf-8")[:9000]
+    long_doc = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")[:9000]
     tail_only = "Seismic inverted index quantisation: summaries of postings blocks for pruning."
     doc = long_doc + "\n\n" + tail_only
     pieced = OnnxSpladeEncoder(SHIPPED_MODEL_DIR, **_SHIPPED_OPTIONS, doc_pieces=16)

@@ -142,11 +142,14 @@ def prose_validation_task() -> tuple[list[Pair], list[Pair]]:
     """Prose retrieval on the held-out validation packages: their docstring reference pages
     (:func:`tools.train.prose.reference_pages`, the page's summary as the query, the rest of the
     page as the document), which ``--prose`` never trains on. It measures what prose training
-    does to documentation search without looking at an eval task's documents."""
+    does to documentation search without looking at an eval task's documents. Packages not
+    installed here are left out."""
+    from evals.mining import installed_packages
     from tools.train.data import VALID_PACKAGES, excluded_names
     from tools.train.prose import reference_pages
 
-    pages = reference_pages(VALID_PACKAGES, excluded_names(exclude_scored=True))
+    installed = set(installed_packages(exclude=()))
+    pages = reference_pages([p for p in VALID_PACKAGES if p in installed], excluded_names(exclude_scored=True))
     return pages, pages
 
 
