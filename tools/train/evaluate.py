@@ -59,11 +59,14 @@ def score_matrix(doc_vecs: Sequence[dict[str, float]], query_vecs: Sequence[dict
     return (qmat @ dmat.T).toarray()
 
 
-def metrics_from_scores(scores: Any, gold: Sequence[int] | Sequence[Sequence[int]]) -> dict[str, float]:
+def metrics_from_scores(scores: Any, gold: Sequence[int] | Sequence[Sequence[int]] | None = None) -> dict[str, float]:
     """MRR@10, nDCG@10, R@10, R@100 for one relevant document per query (pessimistic ties). A
-    query whose gold is several documents counts its best-ranked one (the first relevant hit)."""
+    query whose gold is several documents counts its best-ranked one (the first relevant hit).
+    Without ``gold`` query i's document is document i."""
     import numpy as np
 
+    if gold is None:
+        gold = range(scores.shape[0])
     gold_arr = np.asarray([g if isinstance(g, (int, np.integer)) else max(g, key=lambda d: scores[row, d])
                            for row, g in enumerate(gold)])
     g = scores[np.arange(len(gold_arr)), gold_arr][:, None]
@@ -100,7 +103,7 @@ def evaluate(encoder: Any, queries: Sequence[Pair], corpus: Sequence[Pair], gold
         encoder = encoder.bind_collection(len(docs), document_frequencies(docs))
     qs = encode_query_list(encoder, [p.query for p in queries], as_served)
     t2 = time.perf_counter()
-    out = metrics_from_scores(score_matrix(docs, qs), list(gold) if gold is not None else list(range(len(queries))))
+    out = metrics_from_scores(score_matrix(docs, qs), gold)
     out["terms_q"] = round(sum(map(len, qs)) / max(1, len(qs)), 1)
     out["terms_d"] = round(sum(map(len, docs)) / max(1, len(docs)), 1)
     out["docs_per_s"] = round(len(docs) / max(1e-9, t1 - t0), 1)
@@ -124,7 +127,6 @@ def hybrid_sweep(model: str, queries: Sequence[Pair], corpus: Sequence[Pair], we
     ld = lex.encode_documents(texts)
     lq = encode_query_list(lex.bind_collection(len(ld), document_frequencies(ld)), [p.query for p in queries], as_served)
     s_scores, l_scores = score_matrix(sd, sq), score_matrix(ld, lq)
-    gold = list(gold) if gold is not None else list(range(len(queries)))
     return {w: metrics_from_scores(s_scores + w * l_scores, gold) for w in weights}
 
 
@@ -208,7 +210,7 @@ def bm25s_metrics(queries: Sequence[Pair], corpus: Sequence[Pair], gold: Sequenc
     retriever = bm25s.BM25()
     retriever.index(docs, show_progress=False)
     scores = np.stack([retriever.get_scores(code_terms(p.query)) for p in queries])
-    return metrics_from_scores(scores, list(gold) if gold is not None else list(range(len(queries))))
+    return metrics_from_scores(scores, gold)
 
 
 def build_encoder(spec: str, **kw: Any) -> Any:
@@ -248,19 +250,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    if args.task == "mined-docstrings":
-        queries, corpus = eval_task()
-    elif args.task == "validation":
-        queries, corpus = validation_task(exclude_scored=args.exclude_scored)
-    elif args.task == "validation-prose":
-        queries, corpus = prose_validation_task()
-    if args.task == "validation-long":  # long queries: read as search reads them (codelsr.queries)
-        queries, corpus, gold = long_validation_task()
-    elif args.task == "validation-questions":
-        queries, corpus, gold = question_validation_task()
-    else:
-        gold = list(range(len(queries)))
-    as_served = args.task == "validation-long"
+    tasks = {
+        "mined-docstrings": lambda: (*eval_task(), None),
+        "validation": lambda: (*validation_task(exclude_scored=args.exclude_scored), None),
+        "validation-prose": lambda: (*prose_validation_task(), None),
+        "validation-long": long_validation_task,
+        "validation-questions": question_validation_task,
+    }
+    queries, corpus, gold = tasks[args.task]()
+    gold = list(gold) if gold is not None else list(range(len(queries)))
+    as_served = args.task == "validation-long"  # long queries: read as search reads them (codelsr.queries)
     if args.limit:
         queries, gold = queries[: args.limit], gold[: args.limit]
     print(f"{args.task}: {len(queries)} queries, {len(corpus)} documents", file=sys.stderr)
