@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import threading
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from codelsr.encoders.splade.checkpoint import (
     require,
     resolve_checkpoint,
 )
-from codelsr.encoders.splade.pieces import affixes, piece_cap, split_pieces
+from codelsr.encoders.splade.pieces import affixes, piece_cap, pooled_rows, split_pieces
 from codelsr.encoders.splade.pooling import activate, head_max_logits
 from codelsr.errors import EncoderUnavailableError
 from codelsr.records import SparseVector
@@ -487,19 +486,13 @@ class SpladeEncoder:
             # Blank texts get empty vectors (a BERT would still "expand" its bare [CLS] [SEP]).
             rows = [(i, piece) for i in range(len(ids)) if ids[i] and texts[i].strip()
                     for piece in split_pieces(ids[i], prefix, suffix, max_length, pieces)]
-            order = sorted(range(len(rows)), key=lambda r: -len(rows[r][1]))
-            left = Counter(i for i, _ in rows)
-            pooled: dict[int, Any] = {}
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                input_ids, mask = self._pad([rows[r][1] for r in chunk])
-                acts = self._pool(self._forward_hidden(input_ids, mask), mask).cpu()
-                for row, r in zip(acts, chunk):
-                    i = rows[r][0]
-                    pooled[i] = row if i not in pooled else torch.maximum(pooled[i], row)
-                    left[i] -= 1
-                    if not left[i]:  # every piece seen: to a sparse vector, free the dense row
-                        out[i] = self._to_sparse(pooled.pop(i), k)
+
+            def activations(batch: list[list[int]]) -> Any:
+                input_ids, mask = self._pad(batch)
+                return self._pool(self._forward_hidden(input_ids, mask), mask).cpu()
+
+            for i, row in pooled_rows(rows, self.batch_size, activations, torch.maximum):
+                out[i] = self._to_sparse(row, k)
         return out
 
     def __repr__(self) -> str:

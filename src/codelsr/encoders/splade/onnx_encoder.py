@@ -38,7 +38,6 @@ import hashlib
 import json
 import os
 import threading
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ from codelsr.encoders.splade.checkpoint import (
     model_family,
 )
 from codelsr.encoders.splade.checkpoint import read_json
-from codelsr.encoders.splade.pieces import affixes, piece_cap, split_pieces
+from codelsr.encoders.splade.pieces import affixes, piece_cap, pooled_rows, split_pieces
 from codelsr.errors import EncoderUnavailableError
 from codelsr.records import SparseVector
 
@@ -274,7 +273,6 @@ class OnnxSpladeEncoder:
         d = self.doc_top_k if self.doc_top_k else "all"
         label = name or str(folder)
         self.doc_pieces = int(doc_pieces)
-        self._tokenizer.no_truncation()
         probe = "x = 1"  # the special tokens around a text: only pieces need them
         self._affixes = affixes(self._tokenizer.encode(probe, add_special_tokens=True).ids,
                                 self._tokenizer.encode(probe, add_special_tokens=False).ids) if doc_pieces > 1 else ([], [])
@@ -388,19 +386,12 @@ class OnnxSpladeEncoder:
         # Blank texts get empty vectors (a BERT would still "expand" its bare [CLS] [SEP]).
         rows = [(i, piece) for i in range(len(ids)) if ids[i] and texts[i].strip()
                 for piece in split_pieces(ids[i], prefix, suffix, max_length, pieces)]
-        order = sorted(range(len(rows)), key=lambda r: -len(rows[r][1]))
-        left = Counter(i for i, _ in rows)
-        pooled: dict[int, np.ndarray] = {}
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            batch = [rows[r][1] for r in chunk]
-            acts = self._pool(self._hidden(batch), [len(b) for b in batch])
-            for row, r in zip(acts, chunk):
-                i = rows[r][0]
-                pooled[i] = row if i not in pooled else np.maximum(pooled[i], row)
-                left[i] -= 1
-                if not left[i]:  # every piece seen: to a sparse vector, free the dense row
-                    out[i] = self._to_sparse(pooled.pop(i), k)
+
+        def activations(batch: list[list[int]]) -> np.ndarray:
+            return self._pool(self._hidden(batch), [len(b) for b in batch])
+
+        for i, row in pooled_rows(rows, self.batch_size, activations, np.maximum):
+            out[i] = self._to_sparse(row, k)
         return out
 
     def __repr__(self) -> str:

@@ -13,9 +13,11 @@ fits one window is encoded exactly as before. Queries have their own pieces (``c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-__all__ = ["affixes", "piece_cap", "split_pieces"]
+__all__ = ["affixes", "piece_cap", "pooled_rows", "split_pieces"]
 
 
 def affixes(with_specials: Sequence[int], plain: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -46,3 +48,23 @@ def split_pieces(ids: Sequence[int], prefix: Sequence[int], suffix: Sequence[int
     if step < 1:
         raise ValueError(f"a window of {max_length} ids leaves no room for text between the special tokens")
     return [[*prefix, *inner[i : i + step], *suffix] for i in range(0, len(inner), step)][:max_pieces]
+
+
+def pooled_rows(rows: Sequence[tuple[int, list[int]]], batch_size: int,
+                activations: Callable[[list[list[int]]], Any],
+                maximum: Callable[[Any, Any], Any]) -> Iterator[tuple[int, Any]]:
+    """(text index, activations max-pooled over its pieces) for each text of ``rows`` (text index,
+    piece ids), as soon as its last piece is encoded, so no text's dense row is held longer than
+    needed. Pieces run longest first in batches of ``batch_size`` through ``activations`` (a batch
+    of id lists -> one row per piece); ``maximum`` is the runtime's element-wise maximum."""
+    order = sorted(range(len(rows)), key=lambda r: -len(rows[r][1]))
+    left = Counter(i for i, _ in rows)
+    pooled: dict[int, Any] = {}
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        for row, r in zip(activations([rows[r][1] for r in chunk]), chunk):
+            i = rows[r][0]
+            pooled[i] = row if i not in pooled else maximum(pooled[i], row)
+            left[i] -= 1
+            if not left[i]:
+                yield i, pooled.pop(i)
