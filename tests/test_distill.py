@@ -228,7 +228,7 @@ def test_the_hand_written_questions_name_real_pages_and_count_their_best_ranked_
     from tools.train.evaluate import QUESTIONS_FILE, metrics_from_scores, question_validation_task
 
     items = [json.loads(line) for line in QUESTIONS_FILE.read_text().splitlines() if line.strip()]
-    assert len(items) >= 50 and all(item["query"] and item["gold"] for item in items)
+    assert len(items) >= 120 and all(item["query"] and item["gold"] for item in items)
     assert all(g.split("/")[0] in D.VALID_PACKAGES for item in items for g in item["gold"])
     # Several gold pages: the best-ranked one counts. Query 0's second gold is ranked first.
     scores = np.array([[0.1, 0.9, 0.5], [0.7, 0.2, 0.3]])
@@ -240,3 +240,66 @@ def test_the_hand_written_questions_name_real_pages_and_count_their_best_ranked_
     askable = [item for item in items if item["gold"][0].split("/")[0] in installed]
     assert len(queries) >= len(askable) // 2  # another version of a package may drop a few
     assert all(0 <= g < len(corpus) for gs in gold for g in gs)
+
+
+def test_a_weight_soup_is_each_model_at_its_ends_the_mean_between_and_a_model_the_encoder_loads(tmp_path: Path):
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from codelsr.encoders.splade import SpladeEncoder
+    from tools.train.soup import interpolate, write_soup
+
+    base = shipped_model_as_base(tmp_path / "base")
+    tuned = shipped_model_as_base(tmp_path / "tuned")
+    weights = load_file(tuned / "model.safetensors")
+    torch.manual_seed(0)
+    shifted = {k: (v.float() + 0.01 * torch.randn(v.shape)).to(v.dtype) for k, v in weights.items()}
+    save_file(shifted, str(tuned / "model.safetensors"))
+    (tuned / "output_vocab.json").write_text("[1, 2, 3]")  # belongs to the fine-tune's weights only
+
+    b, t = load_file(base / "model.safetensors"), load_file(tuned / "model.safetensors")
+    name = "bert.embeddings.word_embeddings.weight"
+    assert interpolate(b, t, 0.0, "float32")[name].equal(b[name].float())
+    assert interpolate(b, t, 1.0, "float32")[name].equal(t[name].float())
+    half = interpolate(b, t, 0.5, "float32")[name]
+    assert torch.allclose(half, (b[name].float() + t[name].float()) / 2)
+    with pytest.raises(ValueError, match="alpha"):
+        interpolate(b, t, 1.5)
+    with pytest.raises(ValueError, match="different tensors"):
+        interpolate(b, {k: v for k, v in t.items() if k != name}, 0.5)
+
+    out = write_soup(base, tuned, 0.5, tmp_path / "soup")
+    assert not (out / "output_vocab.json").exists()  # stale for the new weights: rebuilt, not copied
+    assert json.loads((out / "training.json").read_text())["soup"]["alpha"] == 0.5
+    vec = SpladeEncoder(str(out), device="cpu").encode_documents(["def parse_config(path): return load(path)"])[0]
+    assert vec and all(w > 0 for w in vec.values())
+
+
+def test_a_candidate_folder_is_served_under_cand_and_hybrid_cand_with_the_shipped_settings(tmp_path: Path):
+    pytest.importorskip("onnxruntime", reason=SPLADE_EXTRA)
+    from codelsr.encoders import registry
+    from tools.train.eval_candidate import main, register_candidate
+
+    folder = shipped_model_as_base(tmp_path / "cand")
+    saved = dict(registry.ENCODERS)
+    try:
+        register_candidate(folder, lexical_weight=0.5)
+        alone, hybrid = registry.get_encoder("cand"), registry.get_encoder("hybrid-cand")
+        assert (alone.max_length_doc, alone.max_length_query) == (256, 64)
+        assert hybrid.lexical_weight == 0.5 and hybrid.splade.encoder_id == alone.encoder_id
+        assert hybrid.encode_queries(["parse a config file"])[0]
+    finally:
+        registry.ENCODERS.clear()
+        registry.ENCODERS.update(saved)
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "missing"), "--", "--tasks", "crb-humaneval"])
+
+
+def test_bf16_autocast_is_used_only_where_the_cpu_has_bf16_instructions():
+    from tools.train.train import cpu_has_bf16
+
+    assert cpu_has_bf16("processor: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n")
+    assert cpu_has_bf16("flags : fpu amx_bf16\n")
+    assert not cpu_has_bf16("processor: 0\nflags\t\t: fpu sse2 avx avx2 fma\nbugs: spectre\n")
+    assert not cpu_has_bf16("")  # no flags line: nothing says it has them

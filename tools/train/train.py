@@ -62,7 +62,7 @@ class Config:
     seed: int = 13
     threads: int = 1
     device: str = "auto"
-    bf16: bool = True  # bf16 autocast (cuda always; on CPU it halves the step time)
+    bf16: bool = True  # bf16 autocast (cuda always; on a CPU with bf16 instructions it halves the step time)
     save_dtype: str = "bfloat16"
     output_vocab_min_df: int = 1  # keep terms active in >= this many training vectors; 0: all 30,522
     ckpt_every: int = 25
@@ -99,6 +99,23 @@ def split_identifier_tokenizer(src: Path, dest: Path) -> None:
     # BertTokenizer would rebuild its own normaliser; the generic class keeps tokenizer.json's.
     cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
     (dest / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` in its flags).
+    Without them torch emulates bf16 autocast: on an AMD EPYC with AVX2 only (2026-12-06) the first
+    step took 98.7 s in bf16 (evals shared the cores) and 12.3 s in float32, and later steps about
+    10 s in float32 against minutes in bf16. Unknown (no /proc/cpuinfo): assume yes."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return True
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def flops(reps: Any) -> Any:
@@ -269,7 +286,12 @@ def train(cfg: Config) -> dict[str, Any]:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    model = Encoder(start, device, cfg.bf16)
+    bf16 = cfg.bf16
+    if bf16 and device == "cpu" and not cpu_has_bf16():
+        log("bf16 autocast off: this CPU has no bf16 instructions (AVX-512 BF16 / AMX); emulated bf16 "
+            "is several times slower than float32 there (docs/model.md)")
+        bf16 = False
+    model = Encoder(start, device, bf16)
     teacher = None
     if cfg.teacher:
         from tools.train.teacher import MemoTeacher, load_teacher
