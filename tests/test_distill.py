@@ -284,7 +284,12 @@ def test_a_candidate_folder_is_served_under_cand_and_hybrid_cand_with_the_shippe
     from codelsr.encoders import registry
     from tools.train.eval_candidate import main, register_candidate
 
-    folder = shipped_model_as_base(tmp_path / "cand")
+    import shutil
+
+    from conftest import SHIPPED_MODEL
+
+    folder = tmp_path / "cand"  # the whole shipped folder, ONNX export included: served without torch
+    shutil.copytree(SHIPPED_MODEL, folder)
     saved = dict(registry.ENCODERS)
     try:
         register_candidate(folder, lexical_weight=0.5)
