@@ -281,12 +281,12 @@ def test_a_weight_soup_is_each_model_at_its_ends_the_mean_between_and_a_model_th
 
 def test_a_candidate_folder_is_served_under_cand_and_hybrid_cand_with_the_shipped_settings(tmp_path: Path):
     pytest.importorskip("onnxruntime", reason=SPLADE_EXTRA)
-    from codelsr.encoders import registry
-    from tools.train.eval_candidate import main, register_candidate
-
     import shutil
 
     from conftest import SHIPPED_MODEL
+
+    from codelsr.encoders import registry
+    from tools.train.eval_candidate import main, register_candidate
 
     folder = tmp_path / "cand"  # the whole shipped folder, ONNX export included: served without torch
     shutil.copytree(SHIPPED_MODEL, folder)

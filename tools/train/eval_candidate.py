@@ -1,6 +1,6 @@
 """Run the eval suite on a candidate model folder as if it were the shipped model.
 
-``python -m tools.train.eval_candidate <folder> [--lexical-weight 0.2] -- <python -m evals arguments>``
+``python -m tools.train.eval_candidate <folder> [--lexical-weight w] -- <python -m evals arguments>``
 
 Why: a trained model is judged through codelsr's real pipeline (chunking, index, hit list, MCP
 server), not only by :mod:`tools.train.evaluate`'s exact dot products. This registers the folder,
@@ -24,18 +24,20 @@ CANDIDATE = "cand"
 HYBRID_CANDIDATE = "hybrid-cand"
 
 
-def register_candidate(folder: Path, lexical_weight: float = 0.2, **options) -> None:
-    """Add ``cand`` and ``hybrid-cand`` to :data:`codelsr.encoders.registry.ENCODERS`."""
+def register_candidate(folder: Path, lexical_weight: float | None = None, **options) -> None:
+    """Add ``cand`` and ``hybrid-cand`` to :data:`codelsr.encoders.registry.ENCODERS` (the
+    hybrid's weight: ``hybrid-code-tiny``'s unless given)."""
     from codelsr.encoders import registry
-    from codelsr.encoders.hybrid import HybridEncoder
+    from codelsr.encoders.hybrid import DEFAULT_LEXICAL_WEIGHT, HybridEncoder
 
-    settings = {"max_length_doc": 256, "max_length_query": 64, **options}
+    settings = {**registry.SHIPPED_WINDOWS, **options}
+    weight = DEFAULT_LEXICAL_WEIGHT if lexical_weight is None else lexical_weight
 
     def alone():
         return registry.load_splade_model(str(folder), **settings)
 
     def hybrid():
-        return HybridEncoder(alone(), lexical_weight=lexical_weight)
+        return HybridEncoder(alone(), lexical_weight=weight)
 
     registry.ENCODERS[CANDIDATE] = alone
     registry.ENCODERS[HYBRID_CANDIDATE] = hybrid
@@ -47,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.train.eval_candidate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", type=Path, help="a SPLADE model folder written by tools.train")
-    ap.add_argument("--lexical-weight", type=float, default=0.2, help="BM25's weight in hybrid-cand")
+    ap.add_argument("--lexical-weight", type=float, default=None,
+                    help="BM25's weight in hybrid-cand (default: hybrid-code-tiny's)")
     args = ap.parse_args(own)
     if not (args.folder / "config.json").is_file():
         ap.error(f"{args.folder}: no config.json (a model folder written by tools.train)")

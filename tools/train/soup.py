@@ -25,7 +25,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from codelsr.encoders.splade.checkpoint import OUTPUT_VOCAB_FILE
+from codelsr.encoders.splade.onnx_encoder import ONNX_EMBEDDINGS_FILE, ONNX_GRAPH_FILE, ONNX_MANIFEST_FILE
+
 WEIGHTS = "model.safetensors"
+# Derived from a model's weights: never carried into a soup, and removed from a reused --out folder.
+STALE = (ONNX_GRAPH_FILE, ONNX_MANIFEST_FILE, ONNX_EMBEDDINGS_FILE, OUTPUT_VOCAB_FILE)
 CARRIED = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
@@ -64,7 +69,7 @@ def write_soup(base: Path, tuned: Path, alpha: float, out: Path, dtype: str = "b
     cfg["dtype"] = dtype
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
     save_file(weights, str(out / WEIGHTS))
-    for stale in ("model.onnx", "onnx.json", "embeddings.npz", "output_vocab.json"):
+    for stale in STALE:
         (out / stale).unlink(missing_ok=True)
     record = {"soup": {"base": str(base), "tuned": str(tuned), "alpha": alpha, "dtype": dtype}}
     training = tuned / "training.json"

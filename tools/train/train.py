@@ -268,7 +268,8 @@ def train(cfg: Config) -> dict[str, Any]:
     if cfg.teacher and not cfg.teacher_temperature:
         from tools.train.teacher import TEMPERATURES
 
-        cfg.teacher_temperature = TEMPERATURES.get(cfg.teacher, 0.05)  # recorded in config.json and the card (an unknown name is refused below)
+        # Resolved here so config.json and the model card record it; an unknown name is refused below.
+        cfg.teacher_temperature = TEMPERATURES.get(cfg.teacher, 0.0)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     run = Path(cfg.run_dir)
     start, train_pairs, valid, distract, n_prose = prepare(cfg)

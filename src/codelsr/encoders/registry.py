@@ -38,7 +38,8 @@ def _lexical() -> SparseEncoder:
 # prompts: docs/model.md).
 SHIPPED_MODEL_NAME = "splade-code-tiny"
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / SHIPPED_MODEL_NAME
-_SHIPPED_OPTIONS = {"max_length_doc": 256, "max_length_query": 64, "name": SHIPPED_MODEL_NAME}
+SHIPPED_WINDOWS = {"max_length_doc": 256, "max_length_query": 64}  # also what a candidate model is judged with
+_SHIPPED_OPTIONS = {**SHIPPED_WINDOWS, "name": SHIPPED_MODEL_NAME}
 
 
 RUNTIME_ENV = "CODELSR_SPLADE_RUNTIME"  # auto (default), onnx or torch
@@ -84,9 +85,10 @@ def _splade_code_tiny() -> SparseEncoder:
 
 
 def _hybrid_code_tiny() -> SparseEncoder:
-    from codelsr.encoders.hybrid import HybridEncoder
+    from codelsr.encoders.hybrid import DEFAULT_LEXICAL_WEIGHT, HybridEncoder
 
-    return HybridEncoder(load_splade_model(str(SHIPPED_MODEL_DIR), **_SHIPPED_OPTIONS), lexical_weight=0.2)
+    return HybridEncoder(load_splade_model(str(SHIPPED_MODEL_DIR), **_SHIPPED_OPTIONS),
+                         lexical_weight=DEFAULT_LEXICAL_WEIGHT)
 
 
 ENCODERS: dict[str, Callable[[], SparseEncoder]] = {
