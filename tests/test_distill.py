@@ -116,10 +116,11 @@ def test_distillation_with_prose_runs_end_to_end_on_a_tiny_budget(tmp_path: Path
         "--run-dir", str(tmp_path / "runs" / "t"), "--base-dir", str(base), "--out", str(out),
         "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
         "--max-steps", "2", "--max-length-doc", "64", "--eval-length-doc", "64", "--save-dtype", "float32",
-        "--teacher", "minilm", "--prose", "--exclude-scored", "--output-vocab-min-df", "0",
+        "--teacher", "minilm", "--prose", "--exclude-scored", "--output-vocab-min-df", "0", "--anchor-weight", "0.1",
     ])  # fmt: skip
     assert rc == 0
     info = json.loads((out / "training.json").read_text())
+    assert "--anchor-weight 0.1" in (out / "README.md").read_text()  # the card's command repeats the run
     assert info["teacher"] == "minilm" and info["prose_pairs"] == 4 and info["train_pairs"] == 12
     # No --teacher-temperature: the teacher's own (MiniLM was trained at scale 20), and the run says so.
     assert json.loads((tmp_path / "runs" / "t" / "config.json").read_text())["teacher_temperature"] == 0.05
@@ -364,3 +365,32 @@ def test_a_teacher_is_scored_by_cosine_on_the_same_pairs_as_the_sparse_encoders(
     right = teacher_metrics("minilm", queries, corpus, [0, 1, 2])
     wrong = teacher_metrics("minilm", queries, corpus, [1, 2, 0])
     assert right["mrr@10"] == 1.0 and wrong["mrr@10"] < 1.0
+
+
+def test_the_document_anchor_holds_a_documents_own_words_to_the_starting_weights_and_nothing_else():
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    import torch
+    from conftest import SHIPPED_MODEL
+
+    from tools.train.train import DocumentAnchor, Encoder
+
+    start = Encoder(SHIPPED_MODEL, "cpu", bf16=False)
+    anchor = DocumentAnchor(start, 64)
+    texts = ["def retry_delay(attempt):\n    return min(30, 2 ** attempt)", "Ask the user a yes or no question."]
+    with torch.no_grad():
+        reps = start.encode(texts, 64)
+    assert float(anchor.loss(texts, reps)) < 1e-5  # the student where it started: nothing to hold (batch padding: float noise)
+    ids, weights = anchor.targets(texts[1])
+    own = set(start.tok(texts[1])["input_ids"]) - set(start.tok.all_special_ids)
+    assert set(ids.tolist()) == own and torch.all(weights >= 0)
+    raised = reps.clone()
+    raised[:, ids] += 1.0  # raising own words costs nothing
+    expansion = [t for t in range(reps.shape[1]) if t not in own and reps[1, t] > 0][:5]
+    raised[1, expansion] = 0.0  # nor does dropping expansion terms
+    assert float(anchor.loss(texts, raised)) < 1e-5
+    dropped = reps.clone().requires_grad_(True)
+    loss = anchor.loss(texts, dropped * 0.5)  # halving every word: half the start's weight on own words
+    expected = sum(float(anchor.targets(t)[1].sum()) for t in texts) / 2 / len(texts)
+    assert abs(float(loss) - expected) < 1e-4
+    loss.backward()
+    assert dropped.grad[1, expansion].abs().sum() == 0 and dropped.grad[1, ids].abs().sum() > 0

