@@ -163,10 +163,11 @@ class Encoder:
 class DocumentAnchor:
     """The starting model's weights on the words each document contains, to hold the student to.
 
-    Fine-tuning on docstring summaries drops words a page holds ("local", "without", "pass") from
-    its vector, because in-batch negatives push down every term other queries share; questions
-    then miss their page, which the starting model found (docs/model.md, 2026-12-07: the
-    document encoder is the half that loses them). :meth:`loss` is, per document,
+    A fine-tune's document vectors drop words the page holds ("local", "without", "pass") that the
+    starting model kept, and the fine-tune loses questions the starting model answers; its
+    document encoder is the half that loses them (docs/model.md, 2026-12-07). This term tests
+    whether holding those words gives the questions back: run anchor1 (weight 0.1) says it does
+    not, and it costs code. :meth:`loss` is, per document,
     ``sum over its own tokens t of relu(start[t] - student[t])``, averaged over the batch: no
     penalty for raising a word or for any expansion term, only for dropping a word below where
     the starting model had it. Each document's targets are computed once (frozen start model)."""
