@@ -112,15 +112,17 @@ def evaluate(encoder: Any, queries: Sequence[Pair], corpus: Sequence[Pair], gold
     return out
 
 
-def hybrid_sweep(model: str, queries: Sequence[Pair], corpus: Sequence[Pair], weights: Sequence[float],
+def hybrid_sweep(spec: str, queries: Sequence[Pair], corpus: Sequence[Pair], weights: Sequence[float],
                  gold: Sequence[Any] | None = None, as_served: bool = False,
                  **kw: Any) -> dict[float, dict[str, float]]:
     """Metrics of SPLADE + w * BM25 for each w, encoding once (the hybrid's dot product, split;
-    with ``as_served`` each half reads a long query in its own pieces, as search does). ``model``
-    is a SPLADE folder or an ``asym:`` spec (:func:`build_encoder`)."""
+    with ``as_served`` each half reads a long query in its own pieces, as search does). ``spec`` is
+    ``splade:<folder>`` or ``asym:<query folder>::<document folder>`` (:func:`build_encoder`)."""
     from codelsr.encoders.lexical import LexicalEncoder
 
-    splade = build_encoder(model if model.startswith("asym:") else f"splade:{model}", **kw)
+    if not spec.startswith(("splade:", "asym:")):
+        raise ValueError(f"{spec!r}: a hybrid sweep needs splade:<folder> or asym:<query folder>::<document folder>")
+    splade = build_encoder(spec, **kw)
     texts = [p.code for p in corpus]
     sd = splade.encode_documents(texts)
     sq = encode_query_list(splade, [p.query for p in queries], as_served)
@@ -248,13 +250,11 @@ def build_encoder(spec: str, **kw: Any) -> Any:
     """``lexical``, ``splade:<folder>``, ``hybrid:<folder>[@<lexical weight>]`` or
     ``asym:<query folder>::<document folder>`` (:class:`AsymmetricEncoder`)."""
     if spec.startswith("asym:"):
-        from codelsr.encoders.splade import SpladeEncoder
-
         query_folder, sep, doc_folder = spec.removeprefix("asym:").partition("::")
         if not sep or not query_folder or not doc_folder:
             raise ValueError(f"{spec!r}: write asym:<query folder>::<document folder>")
-        return AsymmetricEncoder(SpladeEncoder(query_folder, device="cpu", **kw),
-                                 SpladeEncoder(doc_folder, device="cpu", **kw))
+        return AsymmetricEncoder(build_encoder(f"splade:{query_folder}", **kw),
+                                 build_encoder(f"splade:{doc_folder}", **kw))
     if spec == "lexical":
         from codelsr.encoders.lexical import LexicalEncoder
 
@@ -314,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"encoder": spec, "task": args.task, **res}), flush=True)
             continue
         if args.sweep:
-            res_by_w = hybrid_sweep(spec.removeprefix("splade:"), queries, corpus, args.sweep, gold, as_served,
+            sweep_spec = spec if spec.startswith(("splade:", "asym:")) else f"splade:{spec}"  # a bare folder, as before
+            res_by_w = hybrid_sweep(sweep_spec, queries, corpus, args.sweep, gold, as_served,
                                     max_length_doc=args.max_length_doc,
                                     max_length_query=args.max_length_query, dtype=args.dtype)
             for w, res in res_by_w.items():

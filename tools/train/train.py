@@ -170,7 +170,8 @@ class DocumentAnchor:
     not, and it costs code. :meth:`loss` is, per document,
     ``sum over its own tokens t of relu(start[t] - student[t])``, averaged over the batch: no
     penalty for raising a word or for any expansion term, only for dropping a word below where
-    the starting model had it. Each document's targets are computed once (frozen start model)."""
+    the starting model had it. Each document's targets are computed once (frozen start model, a
+    batch's new documents in one pass)."""
 
     def __init__(self, start: Encoder, max_length: int):
         self.start = start
@@ -179,20 +180,29 @@ class DocumentAnchor:
 
     def targets(self, text: str) -> tuple[Any, Any]:
         """(token ids, the starting model's weights on them) of ``text``'s own non-special tokens."""
+        self._remember([text])
+        return self._seen[text]
+
+    def _remember(self, texts: Sequence[str]) -> None:
+        """Compute the targets of the texts not seen yet, in one forward pass of the start model."""
         import torch
 
-        if text not in self._seen:
+        new = list(dict.fromkeys(t for t in texts if t not in self._seen))
+        if not new:
+            return
+        special = set(self.start.tok.all_special_ids)
+        with torch.no_grad():
+            reps = self.start.encode(new, self.max_length)
+        for row, text in enumerate(new):
             ids = self.start.tok(text, truncation=True, max_length=self.max_length)["input_ids"]
-            ids = torch.tensor(sorted(set(ids) - set(self.start.tok.all_special_ids)), dtype=torch.long)
-            with torch.no_grad():
-                weights = self.start.encode([text], self.max_length)[0, ids.to(self.start.device)].cpu()
-            self._seen[text] = (ids, weights)
-        return self._seen[text]
+            ids = torch.tensor(sorted(set(ids) - special), dtype=torch.long)
+            self._seen[text] = (ids, reps[row, ids.to(reps.device)].cpu())
 
     def loss(self, texts: Sequence[str], reps: Any) -> Any:
         """The anchor term for documents ``texts`` whose student reps are ``reps`` (batch, vocab)."""
         import torch
 
+        self._remember(texts)
         total = torch.zeros((), device=reps.device)
         for row, text in enumerate(texts):
             ids, weights = self.targets(text)
