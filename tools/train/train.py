@@ -50,6 +50,7 @@ class Config:
     max_steps: int = 0  # 0: until --minutes run out
     batch_size: int = 32
     lr: float = 1e-4
+    head_lr: float = 0.0  # the MLM head's transform and bias (a freshly fitted head learns faster); 0: --lr
     warmup: int = 20
     lambda_q: float = 1e-3
     lambda_d: float = 1e-3
@@ -158,6 +159,21 @@ class Encoder:
     def head(self, states: Any) -> Any:
         """The MLM head (transform + tied decoder) on any (..., hidden) states."""
         return self.net.cls(states)
+
+
+def param_groups(net: Any, lr: float, head_lr: float) -> list[dict[str, Any]]:
+    """AdamW groups: the MLM head's own transform and bias at ``head_lr``, everything else (the
+    encoder, and the decoder tied to its word embeddings) at ``lr``. ``peak_lr`` is each group's
+    rate after warm-up. One group when the rates are equal (as checkpoints before --head-lr hold)."""
+    if head_lr == lr:
+        return [{"params": list(net.parameters()), "lr": lr, "peak_lr": lr}]
+    head = [p for n, p in net.named_parameters() if n.startswith("cls.")]
+    ids = {id(p) for p in head}
+    rest = [p for p in net.parameters() if id(p) not in ids]
+    groups = [{"params": rest, "lr": lr, "peak_lr": lr}]
+    if head:
+        groups.append({"params": head, "lr": head_lr, "peak_lr": head_lr})
+    return groups
 
 
 class DocumentAnchor:
@@ -360,7 +376,7 @@ def train(cfg: Config) -> dict[str, Any]:
         start_model.net.eval().requires_grad_(False)
         anchor = DocumentAnchor(start_model, cfg.max_length_doc)
         log(f"document anchor to the starting weights ({start}), weight {cfg.anchor_weight:g}")
-    opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(param_groups(model.net, cfg.lr, cfg.head_lr or cfg.lr), weight_decay=0.01)
     state = {"step": 0, "seconds": 0.0, "history": [], "prose_pairs": n_prose}
     ckpt = run / "checkpoint.pt"
     if ckpt.is_file():
@@ -410,9 +426,9 @@ def train(cfg: Config) -> dict[str, Any]:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)
-        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+        warm = min(1.0, (step + 1) / max(1, cfg.warmup))
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = group.get("peak_lr", cfg.lr) * warm  # checkpoints before --head-lr lack it
         opt.step()
         state["step"] = step + 1
         state["seconds"] += time.perf_counter() - t0
@@ -559,6 +575,8 @@ def _command(info: dict[str, Any], out: str) -> str:
     for key in ("lambda_q", "lambda_d"):
         if c.get(key, 1e-3) != 1e-3:
             flags.append(f"--{key.replace('_', '-')} {c[key]:g}")
+    if c.get("head_lr"):
+        flags.append(f"--head-lr {c['head_lr']:g}")
     if c.get("init_from"):
         flags.append(f"--init-from {c['init_from']}")
     if c.get("anchor_weight"):
