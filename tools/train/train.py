@@ -282,7 +282,7 @@ def prepare(cfg: Config) -> tuple[Path, list[D.Pair], list[D.Pair], list[D.Pair]
     train, valid, distract = D.training_pairs(cache, cfg.packages or None, exclude_scored=cfg.exclude_scored, log=log)
     prose: list[D.Pair] = []
     if cfg.prose:
-        prose = _prose_pairs(cache, sorted({p.package for p in train}), cfg)
+        prose = cached_prose_pairs(cache, sorted({p.package for p in train}), cfg)
     if cfg.max_pairs:
         train = train[: cfg.max_pairs]
         prose = prose[: max(2, cfg.max_pairs // 2)]
@@ -307,8 +307,9 @@ def start_from_model(model: Path, start: Path) -> None:
     tmp.replace(start)
 
 
-def _prose_pairs(cache: Path, packages: Sequence[str], cfg: Config) -> list[D.Pair]:
-    """Prose pairs of ``packages`` (and of installed READMEs), cached like the code pairs."""
+def cached_prose_pairs(cache: Path, packages: Sequence[str], cfg: Config) -> list[D.Pair]:
+    """Prose pairs of ``packages`` (and of installed READMEs), cached like the code pairs under a key
+    of the packages and ``cfg``'s exclusions, and checked clean of every excluded library."""
     import hashlib
 
     from tools.train import prose as P
