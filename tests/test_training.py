@@ -168,7 +168,7 @@ def test_the_training_command_runs_end_to_end_on_a_tiny_budget(tmp_path: Path):
         "--run-dir", str(tmp_path / "runs" / "t"), "--base-dir", str(base), "--out", str(out),
         "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
         "--max-steps", "3", "--no-split-identifiers", "--max-length-doc", "64", "--eval-length-doc", "64",
-        "--save-dtype", "float32",
+        "--save-dtype", "float32", "--output-vocab-pairs", "4",
     ])  # fmt: skip
     assert json.loads((out / "training.json").read_text())["steps"] == 3
 
@@ -177,13 +177,26 @@ def test_the_training_command_runs_end_to_end_on_a_tiny_budget(tmp_path: Path):
     enc = SpladeEncoder(str(out), device="cpu")
     vec = enc.encode_queries(["parse a header line"])[0]
     assert vec and all(w > 0 for w in vec.values())
-    # The output vocabulary: the terms the model activated on its 8 training pairs, no more.
+    # The output vocabulary: the terms the model activated on a sample of 4 of its 8 training pairs.
     ov = json.loads((out / "output_vocab.json").read_text())
     info = json.loads((out / "training.json").read_text())
     assert ov["terms_kept"] == len(ov["token_ids"]) == enc.output_vocab_size
-    assert 0 < ov["terms_kept"] < 30_522 and ov["vectors_counted"] == 16
+    assert 0 < ov["terms_kept"] < 30_522 and ov["vectors_counted"] == 8 and ov["train_pairs"] == 4
     assert info["output_vocab"]["terms_kept"] == ov["terms_kept"] and info["valid_output_vocab"]
     kept = set(enc._tokenizer.convert_ids_to_tokens(ov["token_ids"]))
     assert set(vec) <= kept
     full = SpladeEncoder(str(out), device="cpu", output_vocab=False).encode_queries(["parse a header line"])[0]
     assert {t: w for t, w in full.items() if t in kept} == pytest.approx(vec, rel=1e-5)
+
+
+def test_the_output_vocabulary_sample_is_seeded_spread_and_in_order():
+    from tools.train.data import Pair
+    from tools.train.output_vocab import sample_pairs
+
+    pairs = [Pair(query=f"q{i}", code=f"c{i}", package=f"pkg{i // 100}", qualname=f"f{i}", path="m.py") for i in range(1000)]
+    a = sample_pairs(pairs, 50, seed=13)
+    assert len(a) == 50 and a == sample_pairs(pairs, 50, seed=13) != sample_pairs(pairs, 50, seed=14)
+    idx = [int(p.query[1:]) for p in a]
+    assert idx == sorted(idx)  # the pairs' own order
+    assert len({p.package for p in a}) >= 8  # not the first 50 (one package): spread over all ten
+    assert sample_pairs(pairs, 0) == pairs and sample_pairs(pairs, 5000) == pairs

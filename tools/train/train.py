@@ -66,6 +66,7 @@ class Config:
     bf16: bool = True  # bf16 autocast (cuda always; on a CPU with bf16 instructions it halves the step time)
     save_dtype: str = "bfloat16"
     output_vocab_min_df: int = 1  # keep terms active in >= this many training vectors; 0: all 30,522
+    output_vocab_pairs: int = 0  # count activations on a seeded sample of this many training pairs; 0: all
     ckpt_every: int = 25
     valid_every: int = 0  # 0: validate only before and after
     valid_queries: int = 600
@@ -464,11 +465,12 @@ def restrict_output_vocab(cfg: Config, info: dict[str, Any], train_pairs: Sequen
                           vq: Sequence[D.Pair], vcorpus: Sequence[D.Pair], device: str = "cpu") -> None:
     """Write ``output_vocab.json`` from training-pair activations; re-validate with it (into ``info``)."""
     from tools.train.evaluate import evaluate
-    from tools.train.output_vocab import active_term_counts, write_output_vocab
+    from tools.train.output_vocab import active_term_counts, sample_pairs, write_output_vocab
 
     from codelsr.encoders.splade import SpladeEncoder
 
     out = Path(cfg.out)
+    train_pairs = sample_pairs(train_pairs, cfg.output_vocab_pairs, seed=cfg.seed)
     counts, n = active_term_counts(out, train_pairs, max_length_doc=cfg.eval_length_doc,
                                    max_length_query=cfg.max_length_query, device=device, log=log)
     info["output_vocab"] = write_output_vocab(out, counts, n, min_df=cfg.output_vocab_min_df,
