@@ -200,3 +200,49 @@ def test_the_output_vocabulary_sample_is_seeded_spread_and_in_order():
     assert idx == sorted(idx)  # the pairs' own order
     assert len({p.package for p in a}) >= 8  # not the first 50 (one package): spread over all ten
     assert sample_pairs(pairs, 0) == pairs and sample_pairs(pairs, 5000) == pairs
+
+
+def test_a_training_vocabulary_scores_only_its_rows_and_bounds_the_output_space(tmp_path: Path):
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    import torch
+
+    from tools.train.train import Encoder, main
+
+    if not (SHIPPED_MODEL / "model.safetensors").is_file():
+        pytest.skip("shipped model missing")
+    base = shipped_model_as_base(tmp_path / "base")
+    # The restricted head is the full head's columns: same numbers, fewer of them.
+    full = Encoder(base, "cpu", bf16=False)
+    rows = full.tok.convert_tokens_to_ids(["the", "to", "return", "header", "hello", "zebra"])
+    narrow = Encoder(base, "cpu", bf16=False, vocab_ids=rows)
+    with torch.no_grad():
+        wide = full.encode(["return the header line", "hello"], 32)
+        cut = narrow.encode(["return the header line", "hello"], 32)
+    assert cut.shape == (2, len(rows))
+    assert torch.allclose(cut, wide[:, sorted(rows)], atol=1e-5)  # columns in token-id order
+
+    out = tmp_path / "model"
+    run = tmp_path / "runs" / "v"
+    argv = ["--run-dir", str(run), "--base-dir", str(base), "--out", str(out),
+            "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
+            "--max-steps", "2", "--no-split-identifiers", "--max-length-doc", "64", "--eval-length-doc", "64",
+            "--save-dtype", "float32", "--train-vocab-min-df", "1"]  # fmt: skip
+    assert main(argv) == 0
+    vocab = json.loads((run / "train_vocab.json").read_text())
+    ids = set(vocab["token_ids"])
+    assert vocab["terms"] == len(ids) and 50 < len(ids) < 5_000  # the words of 8 pairs, not 30,522
+    assert not ids & {0, 100, 101, 102, 103}  # [PAD] [UNK] [CLS] [SEP] [MASK] are never terms
+    info = json.loads((out / "training.json").read_text())
+    assert info["train_vocab"]["terms_kept"] == len(ids)
+    kept = json.loads((out / "output_vocab.json").read_text())["token_ids"]
+    assert kept and set(kept) <= ids  # the output pass chose among the trained rows only
+    from codelsr.encoders.splade import SpladeEncoder
+
+    enc = SpladeEncoder(str(out), device="cpu")
+    terms = set(enc._tokenizer.convert_ids_to_tokens(kept))
+    vec = enc.encode_documents(["def parse(line): return line.split(':')"])[0]
+    assert vec and set(vec) <= terms
+    # A resumed run trains the same rows: the saved vocabulary is read back, not rebuilt.
+    (run / "train_vocab.json").write_text(json.dumps({**vocab, "token_ids": sorted(ids)[:60], "terms": 60}))
+    assert main([*argv[:argv.index("--max-steps") + 1], "3", *argv[argv.index("--max-steps") + 2:]]) == 0
+    assert set(json.loads((out / "output_vocab.json").read_text())["token_ids"]) <= set(sorted(ids)[:60])

@@ -44,14 +44,20 @@ def sample_pairs(pairs: Sequence[D.Pair], n: int, *, seed: int = 13) -> list[D.P
 
 def active_term_counts(model: Path, pairs: Sequence[D.Pair], *, max_length_doc: int = 256,
                        max_length_query: int = 64, dtype: str = "float32", device: str = "cpu",
-                       log=print) -> tuple[Counter, int]:
-    """(vectors in which each token id is active, number of vectors), full vocabulary."""
+                       within_output_vocab: bool = False, log=print) -> tuple[Counter, int]:
+    """(vectors in which each token id is active, number of vectors), over the full vocabulary, or
+    with ``within_output_vocab`` over the ``output_vocab.json`` the folder already has (a model
+    trained on a training vocabulary: its other rows were never trained)."""
     from codelsr.encoders.splade import SpladeEncoder
 
-    enc = SpladeEncoder(str(model), device=device, dtype=dtype, output_vocab=False,
+    enc = SpladeEncoder(str(model), device=device, dtype=dtype, output_vocab=within_output_vocab,
                         max_length_doc=max_length_doc, max_length_query=max_length_query,
                         batch_size=32)  # fmt: skip
-    id_of = {t: i for i, t in enumerate(enc._terms) if t is not None}
+    if within_output_vocab:
+        ids = sorted({int(i) for i in json.loads((model / "output_vocab.json").read_text())["token_ids"]})
+        id_of = {t: ids[j] for j, t in enumerate(enc._terms) if t is not None}
+    else:
+        id_of = {t: i for i, t in enumerate(enc._terms) if t is not None}
     counts: Counter = Counter()
     t0 = time.perf_counter()
     step = 2048

@@ -29,6 +29,7 @@ import random
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ class Config:
     save_dtype: str = "bfloat16"
     output_vocab_min_df: int = 1  # keep terms active in >= this many training vectors; 0: all 30,522
     output_vocab_pairs: int = 0  # count activations on a seeded sample of this many training pairs; 0: all
+    train_vocab_min_df: int = 0  # train on the word pieces in >= this many training texts only; 0: all 30,522
     ckpt_every: int = 25
     valid_every: int = 0  # 0: validate only before and after
     valid_queries: int = 600
@@ -129,7 +131,7 @@ def flops(reps: Any) -> Any:
 class Encoder:
     """The trainable network plus its tokenizer; ``encode`` returns pooled (batch, vocab) reps."""
 
-    def __init__(self, folder: Path, device: str, bf16: bool = True):
+    def __init__(self, folder: Path, device: str, bf16: bool = True, vocab_ids: Sequence[int] | None = None):
         import torch
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -140,6 +142,15 @@ class Encoder:
         special = torch.zeros(self.net.config.vocab_size, dtype=torch.bool)
         special[self.tok.all_special_ids] = True
         self.keep = (~special).float().to(device)  # special tokens are never terms
+        # A training vocabulary: the head scores these rows only (``encode``'s columns: them, in id order).
+        self.vocab_ids = None
+        if vocab_ids is not None:
+            predictions = getattr(getattr(self.net, "cls", None), "predictions", None)
+            if predictions is None:
+                raise ValueError("--train-vocab-min-df needs a BERT masked-LM head (cls.predictions); "
+                                 f"{type(self.net).__name__} has none")
+            self.vocab_ids = torch.tensor(sorted(vocab_ids), dtype=torch.long, device=device)
+            self.keep = self.keep.index_select(0, self.vocab_ids)
 
     def encode(self, texts: Sequence[str], max_length: int) -> Any:
         """Pooled SPLADE reps (batch, vocab). The MLM head runs on real tokens only (no padding)."""
@@ -158,8 +169,15 @@ class Encoder:
         return activate(pooled, keep=self.keep)  # the encoder's own activation: shape (batch, vocab)
 
     def head(self, states: Any) -> Any:
-        """The MLM head (transform + tied decoder) on any (..., hidden) states."""
-        return self.net.cls(states)
+        """The MLM head (transform + tied decoder) on any (..., hidden) states; with a training
+        vocabulary only its rows (the decoder product is most of a step's time for a 384-wide
+        student: 30,522 x 384 per token)."""
+        if self.vocab_ids is None:
+            return self.net.cls(states)
+        predictions = self.net.cls.predictions
+        rows = predictions.decoder.weight.index_select(0, self.vocab_ids)
+        bias = predictions.bias.index_select(0, self.vocab_ids)
+        return predictions.transform(states) @ rows.T + bias
 
 
 def param_groups(net: Any, lr: float, head_lr: float) -> list[dict[str, Any]]:
@@ -365,7 +383,10 @@ def train(cfg: Config) -> dict[str, Any]:
         log("bf16 autocast off: this CPU has no bf16 instructions (AVX-512 BF16 / AMX); emulated bf16 "
             "is several times slower than float32 there (docs/model.md)")
         bf16 = False
-    model = Encoder(start, device, bf16)
+    vocab_ids = training_vocabulary(run, start, train_pairs, cfg) if cfg.train_vocab_min_df > 0 else None
+    if vocab_ids is not None and cfg.anchor_weight > 0:
+        raise ValueError("--anchor-weight and --train-vocab-min-df do not combine (the anchor reads full-vocabulary rows)")
+    model = Encoder(start, device, bf16, vocab_ids=vocab_ids)
     teacher = None
     if cfg.teacher:
         from tools.train.teacher import MemoTeacher, load_teacher
@@ -454,11 +475,45 @@ def train(cfg: Config) -> dict[str, Any]:
         state["valid_after"] = validate(model, vq, vcorpus, cfg)
         log(f"validation after {state['step']} steps: {state['valid_after']}")
     result = write_model(model, start, cfg, state, train_pairs)
+    if vocab_ids is not None:
+        # Rows outside the training vocabulary were never trained: the model's output space is at
+        # most that vocabulary, written now so that every later encoder (and the pass below) uses it.
+        from tools.train.output_vocab import write_output_vocab
+
+        result["train_vocab"] = write_output_vocab(Path(cfg.out), Counter(vocab_ids), 1, min_df=1,
+                                                   train_pairs=train_pairs)
     if cfg.output_vocab_min_df > 0:
         restrict_output_vocab(cfg, result, train_pairs, vq, vcorpus, device)
     write_card(Path(cfg.out), result)
     log(f"wrote {cfg.out}")
     return result
+
+
+def training_vocabulary(run: Path, start: Path, pairs: Sequence[D.Pair], cfg: Config) -> list[int]:
+    """The token ids in at least ``cfg.train_vocab_min_df`` training texts (queries and documents,
+    as the tokenizer cuts them for training), special tokens excluded: the rows a run trains.
+    Kept in ``<run>/train_vocab.json`` so a resumed run trains the same rows."""
+    from transformers import AutoTokenizer
+
+    path = run / "train_vocab.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved["min_df"] == cfg.train_vocab_min_df and saved["train_pairs_hash"] == D.unit_list_hash(pairs):
+            return saved["token_ids"]
+    tok = AutoTokenizer.from_pretrained(str(start))
+    special = set(tok.all_special_ids)
+    df: Counter = Counter()
+    for texts, length in (([p.query for p in pairs], cfg.max_length_query), ([p.code for p in pairs], cfg.max_length_doc)):
+        for i in range(0, len(texts), 1000):
+            for ids in tok(texts[i : i + 1000], truncation=True, max_length=length)["input_ids"]:
+                df.update(set(ids) - special)
+    ids = sorted(i for i, c in df.items() if c >= cfg.train_vocab_min_df)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"min_df": cfg.train_vocab_min_df, "train_pairs_hash": D.unit_list_hash(pairs),
+                               "terms": len(ids), "token_ids": ids}) + "\n")
+    tmp.replace(path)
+    log(f"training vocabulary: {len(ids):,} word pieces in >= {cfg.train_vocab_min_df} training texts")
+    return ids
 
 
 def restrict_output_vocab(cfg: Config, info: dict[str, Any], train_pairs: Sequence[D.Pair],
@@ -471,7 +526,7 @@ def restrict_output_vocab(cfg: Config, info: dict[str, Any], train_pairs: Sequen
 
     out = Path(cfg.out)
     train_pairs = sample_pairs(train_pairs, cfg.output_vocab_pairs, seed=cfg.seed)
-    counts, n = active_term_counts(out, train_pairs, max_length_doc=cfg.eval_length_doc,
+    counts, n = active_term_counts(out, train_pairs, within_output_vocab=cfg.train_vocab_min_df > 0, max_length_doc=cfg.eval_length_doc,
                                    max_length_query=cfg.max_length_query, device=device, log=log)
     info["output_vocab"] = write_output_vocab(out, counts, n, min_df=cfg.output_vocab_min_df,
                                               train_pairs=train_pairs)
