@@ -500,6 +500,8 @@ def training_vocabulary(run: Path, start: Path, pairs: Sequence[D.Pair], cfg: Co
         saved = json.loads(path.read_text())
         if saved["min_df"] == cfg.train_vocab_min_df and saved["train_pairs_hash"] == D.unit_list_hash(pairs):
             return saved["token_ids"]
+        log(f"training vocabulary of {path} was for other settings (min_df {saved['min_df']} or other pairs): "
+            "rebuilt; rows it left out and the new one keeps have not been trained so far")
     tok = AutoTokenizer.from_pretrained(str(start))
     special = set(tok.all_special_ids)
     df: Counter = Counter()
