@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = Config(exclude_scored=args.exclude_scored, prose=True)
         train = train + cached_prose_pairs(Path(args.cache_dir), sorted({p.package for p in train}), cfg)
     train = sample_pairs(train, args.sample)
-    counts, n = active_term_counts(args.model, train, log=lambda m: print(m, file=sys.stderr))
+    counts, n = active_term_counts(args.model, train, log=say)
     if args.save_counts:
         args.save_counts.write_text(json.dumps(dict(sorted(counts.items()))) + "\n")
     for k in (1, 2, 3, 5, 10):
