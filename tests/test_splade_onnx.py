@@ -247,3 +247,60 @@ def test_doc_pieces_reads_a_long_document_whole_on_both_runtimes(onnx_encoder):
     assert _cosine(torch_pieced.encode_documents([doc])[0], whole) >= 0.999
     with pytest.raises(ValueError, match="doc_pieces"):
         OnnxSpladeEncoder(SHIPPED_MODEL_DIR, **_SHIPPED_OPTIONS, doc_pieces=0)
+
+
+def test_int8_rows_round_trip_within_half_a_step_and_read_back_as_float32(tmp_path):
+    import numpy as np
+
+    from codelsr.encoders.splade.onnx_encoder import _float32
+    from tools.train.export_onnx import int8_rows
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(50, 16)).astype(np.float32)
+    values[3] = 0.0  # an all-zero row must not divide by zero
+    quantised, scale = int8_rows(values)
+    assert quantised.dtype == np.int8 and scale.shape == (50,)
+    np.savez(tmp_path / "a.npz", w_int8=quantised, w_scale=scale)
+    back = _float32(np.load(tmp_path / "a.npz"), "w")
+    assert back.dtype == np.float32 and back.shape == values.shape
+    assert np.all(np.abs(back - values) <= scale[:, None] / 2 + 1e-7)
+    assert np.all(back[3] == 0.0)
+
+
+@pytest.mark.slow
+def test_an_int8_export_is_smaller_close_to_float_and_has_its_own_encoder_id(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from codelsr.encoders.splade import SpladeEncoder
+    from codelsr.encoders.splade.onnx_encoder import export_weights
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "output_vocab.json"):
+        shutil.copy(SHIPPED_MODEL_DIR / name, folder / name)
+    out = subprocess.run([sys.executable, "-m", "tools.train.export_onnx", str(folder), "--check-texts", "40", "--int8"],
+                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    assert report["weights"] == "int8" and export_weights(folder) == "int8" and export_weights(SHIPPED_MODEL_DIR) == "float"
+    assert export_state(folder) == "current"
+    for name in (ONNX_GRAPH_FILE, ONNX_EMBEDDINGS_FILE):
+        assert (folder / name).stat().st_size < 0.6 * (SHIPPED_MODEL_DIR / name).stat().st_size, name
+    int8 = OnnxSpladeEncoder(folder, **_SHIPPED_OPTIONS)
+    floats = OnnxSpladeEncoder(SHIPPED_MODEL_DIR, **_SHIPPED_OPTIONS)
+    torch_same_folder = SpladeEncoder(str(folder), device="cpu", dtype="float32", **_SHIPPED_OPTIONS)
+    # Other vectors, so another id than both the float export and torch reading the same folder.
+    assert int8.encoder_id != floats.encoder_id and int8.encoder_id != torch_same_folder.encoder_id
+    assert int8.settings()["weights"] == "int8"
+    texts = _real_chunks()
+    docs = {"int8": int8.encode_documents(texts), "float": floats.encode_documents(texts)}
+    for got, ref in zip(docs["int8"], docs["float"]):
+        assert _cosine(got, ref) >= 0.97
+
+    def best(which: str, enc: OnnxSpladeEncoder, query: str) -> int:
+        q = enc.encode_queries([query])[0]
+        return max(range(len(texts)), key=lambda i: sum(w * docs[which][i].get(t, 0.0) for t, w in q.items()))
+
+    # The same best chunk for (nearly) every question.
+    agree = sum(best("int8", int8, q) == best("float", floats, q) for q in QUERIES)
+    assert agree >= len(QUERIES) - 2, agree

@@ -25,6 +25,13 @@ An *export* is three files in the checkpoint folder, written by
 * ``onnx.json``: what was exported, from which weights (``source_sha256``: config and weight
   files). An export whose source changed since is *stale* and is not used.
 
+An *int8* export (``export_onnx --int8``; ``onnx.json`` says ``"weights": "int8"``) stores the
+graph's matrix weights as int8 with one scale per output channel (ONNX Runtime's dynamic
+quantisation) and the embedding table as int8 rows with one float32 scale each
+(``*_int8`` + ``*_scale``). It is smaller and faster on CPUs, but its vectors are no longer the
+torch encoder's to float32 rounding, so its ``encoder_id`` is its own (the fingerprint gains
+``int8``): an index built with one is never searched with vectors of the other.
+
 Vectors equal the torch encoder's to float32 rounding (tests: cosine >= 0.999, same top 10), so
 both runtimes share one ``encoder_id`` and one vector cache. The checkpoint identity is computed as
 ``SpladeEncoder`` computes it (config bytes, names and sizes of weight and tokenizer
@@ -62,6 +69,7 @@ __all__ = [
     "ONNX_MANIFEST_FILE",
     "OnnxSpladeEncoder",
     "export_state",
+    "export_weights",
     "load_onnx_splade",
     "source_sha256",
 ]
@@ -114,14 +122,27 @@ def export_state(folder: Path | str) -> str:
 
 
 def _has(arrays: Any, name: str) -> bool:
-    return name in arrays.files or f"{name}_bf16" in arrays.files
+    return any(f"{name}{suffix}" in arrays.files for suffix in ("", "_bf16", "_int8"))
 
 
 def _float32(arrays: Any, name: str) -> np.ndarray:
-    """An array of an ``.npz`` as float32, whether stored as float32 or as bfloat16 bit patterns."""
+    """An array of an ``.npz`` as float32, whether stored as float32, as bfloat16 bit patterns, or
+    as int8 rows with one scale per row."""
     if f"{name}_bf16" in arrays.files:  # bfloat16 is the upper half of a float32
         return (arrays[f"{name}_bf16"].astype(np.uint32) << 16).view(np.float32)
+    if f"{name}_int8" in arrays.files:
+        rows = arrays[f"{name}_int8"].astype(np.float32)  # a matrix: one scale per row
+        return rows * np.asarray(arrays[f"{name}_scale"], dtype=np.float32)[:, None]
     return np.ascontiguousarray(arrays[name], dtype=np.float32)
+
+
+def export_weights(folder: Path | str) -> str:
+    """``"int8"`` or ``"float"``: how the ONNX export in ``folder`` stores its weights (module doc)."""
+    try:
+        manifest = json.loads((Path(folder) / ONNX_MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "float"
+    return "int8" if manifest.get("weights") == "int8" else "float"
 
 
 def _special_ids(tokenizer: Any, tok_config: dict[str, Any]) -> set[int]:
@@ -221,6 +242,9 @@ class OnnxSpladeEncoder:
             seen.add(s)
             terms[i] = s
         fingerprint = checkpoint_fingerprint(folder)
+        self.weights = export_weights(folder)
+        if self.weights == "int8":  # other vectors than torch's: never the same id (module doc)
+            fingerprint = hashlib.sha1((fingerprint + ":int8").encode()).hexdigest()[:12]
         self.output_vocab_size: int | None = None
         if output_vocab and (folder / OUTPUT_VOCAB_FILE).is_file():
             vocab_text = (folder / OUTPUT_VOCAB_FILE).read_text()
@@ -302,6 +326,7 @@ class OnnxSpladeEncoder:
             "doc_top_k": self.doc_top_k,
             "doc_pieces": self.doc_pieces,
             "dtype": "float32",
+            "weights": self.weights,
             "device": "cpu",
             "batch_size": self.batch_size,
         }
