@@ -117,11 +117,12 @@ def hybrid_sweep(spec: str, queries: Sequence[Pair], corpus: Sequence[Pair], wei
                  **kw: Any) -> dict[float, dict[str, float]]:
     """Metrics of SPLADE + w * BM25 for each w, encoding once (the hybrid's dot product, split;
     with ``as_served`` each half reads a long query in its own pieces, as search does). ``spec`` is
-    ``splade:<folder>`` or ``asym:<query folder>::<document folder>`` (:func:`build_encoder`)."""
+    ``splade:<folder>``, ``onnx:<folder>`` or ``asym:<query folder>::<document folder>`` (:func:`build_encoder`)."""
     from codelsr.encoders.lexical import LexicalEncoder
 
-    if not spec.startswith(("splade:", "asym:")):
-        raise ValueError(f"{spec!r}: a hybrid sweep needs splade:<folder> or asym:<query folder>::<document folder>")
+    if not spec.startswith(("splade:", "onnx:", "asym:")):
+        raise ValueError(f"{spec!r}: a hybrid sweep needs splade:<folder>, onnx:<folder> "
+                         "or asym:<query folder>::<document folder>")
     splade = build_encoder(spec, **kw)
     texts = [p.code for p in corpus]
     sd = splade.encode_documents(texts)
@@ -247,7 +248,8 @@ def teacher_metrics(name: str, queries: Sequence[Pair], corpus: Sequence[Pair], 
 
 
 def build_encoder(spec: str, **kw: Any) -> Any:
-    """``lexical``, ``splade:<folder>``, ``hybrid:<folder>[@<lexical weight>]`` or
+    """``lexical``, ``splade:<folder>`` (torch), ``onnx:<folder>`` (the folder's ONNX export, int8
+    or float, as the product runs it), ``hybrid:<folder>[@<lexical weight>]`` or
     ``asym:<query folder>::<document folder>`` (:class:`AsymmetricEncoder`)."""
     if spec.startswith("asym:"):
         query_folder, sep, doc_folder = spec.removeprefix("asym:").partition("::")
@@ -263,13 +265,18 @@ def build_encoder(spec: str, **kw: Any) -> Any:
         from codelsr.encoders.splade import SpladeEncoder
 
         return SpladeEncoder(spec.removeprefix("splade:"), device="cpu", **kw)
+    if spec.startswith("onnx:"):
+        from codelsr.encoders.splade.onnx_encoder import OnnxSpladeEncoder
+
+        kw.pop("dtype", None)  # the export's own (float32 arithmetic, float or int8 weights)
+        return OnnxSpladeEncoder(spec.removeprefix("onnx:"), **kw)
     if spec.startswith("hybrid:"):
         from codelsr.encoders.hybrid import HybridEncoder
 
         folder, _, weight = spec.removeprefix("hybrid:").partition("@")
         extra = {"lexical_weight": float(weight)} if weight else {}
         return HybridEncoder.from_model(folder, device="cpu", **extra, **kw)
-    raise ValueError(f"unknown encoder spec {spec!r}: lexical, splade:<folder>, hybrid:<folder>[@w] "
+    raise ValueError(f"unknown encoder spec {spec!r}: lexical, splade:<folder>, onnx:<folder>, hybrid:<folder>[@w] "
                      "or asym:<query folder>::<document folder>")
 
 
@@ -285,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--task", choices=["mined-docstrings", "validation", "validation-prose", "validation-long",
                                            "validation-questions"], default="mined-docstrings")
     ap.add_argument("--sweep", nargs="*", type=float,
-                    help="lexical weights to sweep (splade:<folder> and asym:<query folder>::<document folder> only)")
+                    help="lexical weights to sweep (splade:, onnx: and asym:<query folder>::<document folder> only)")
     ap.add_argument("--exclude-scored", action="store_true",
                     help="with --task validation: the validation set of a --exclude-scored training run")
     args = ap.parse_args(argv)
@@ -314,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"encoder": spec, "task": args.task, **res}), flush=True)
             continue
         if args.sweep:
-            sweep_spec = spec if spec.startswith(("splade:", "asym:")) else f"splade:{spec}"  # a bare folder, as before
+            sweep_spec = spec if spec.startswith(("splade:", "onnx:", "asym:")) else f"splade:{spec}"  # a bare folder, as before
             res_by_w = hybrid_sweep(sweep_spec, queries, corpus, args.sweep, gold, as_served,
                                     max_length_doc=args.max_length_doc,
                                     max_length_query=args.max_length_query, dtype=args.dtype)
