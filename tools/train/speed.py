@@ -1,6 +1,8 @@
 """Encoding speed of a SPLADE folder on real chunks: chunks/s, ms/query, chunk token lengths.
 
 ``python -m tools.train.speed <model folder> --threads 2 [--dtype bfloat16] [--packages click jinja2]``
+``python -m tools.train.speed <model folder> --runtime onnx`` (the folder's ONNX export, float or int8,
+as codelsr runs it by default)
 
 Chunks come from codelsr's own chunker over the given installed packages' source files, so the
 length distribution is what indexing sees. Queries are the packages' mined docstring queries,
@@ -41,17 +43,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--packages", nargs="*", default=["click", "jinja2"])
     ap.add_argument("--limit", type=int, default=1000)
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                    help="onnx: the folder's ONNX export through ONNX Runtime (--dtype does not apply)")
     args = ap.parse_args(argv)
 
-    from codelsr.encoders.splade import SpladeEncoder
     from evals.mining import mine_docstring_pairs
 
     chunks = real_chunks(args.packages, args.limit)
-    enc = SpladeEncoder(
-        args.model, device="cpu", dtype=args.dtype, threads=args.threads,
-        max_length_doc=args.max_length_doc, max_length_query=args.max_length_query,
-        batch_size=args.batch_size,
-    )  # fmt: skip
+    windows = {"max_length_doc": args.max_length_doc, "max_length_query": args.max_length_query,
+               "batch_size": args.batch_size, "threads": args.threads}
+    if args.runtime == "onnx":
+        from codelsr.encoders.splade.onnx_encoder import OnnxSpladeEncoder
+
+        enc = OnnxSpladeEncoder(args.model, **windows)
+        dtype = f"float32 ({enc.weights} weights)"
+    else:
+        from codelsr.encoders.splade import SpladeEncoder
+
+        enc = SpladeEncoder(args.model, device="cpu", dtype=args.dtype, **windows)
+        dtype = args.dtype
     lengths = sorted(len(ids) for ids in enc._tokenize(chunks, 10**6))  # untruncated, for the report
     qs = [p.query for p in mine_docstring_pairs(args.packages)][: args.queries]
     enc.encode_documents(chunks[:32])  # warm-up
@@ -72,26 +82,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         long_ms.append(1000 * (time.perf_counter() - s))
 
     # Where the time goes: the transformer body vs the vocabulary projection + max-pool.
-    import torch
-
     body = head = 0.0
     ids = enc._tokenize(chunks, enc.max_length_doc)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    with torch.inference_mode():
+    if args.runtime == "onnx":
         for s in range(0, len(order), enc.batch_size):
-            input_ids, mask = enc._pad([ids[i] for i in order[s : s + enc.batch_size]])
+            batch = [ids[i] for i in order[s : s + enc.batch_size]]
             a = time.perf_counter()
-            hidden = enc._forward_hidden(input_ids, mask)
+            hidden = enc._hidden(batch)
             b = time.perf_counter()
-            enc._pool(hidden, mask)
+            enc._pool(hidden, [len(x) for x in batch])
             head += time.perf_counter() - b
             body += b - a
+    else:
+        import torch
+
+        with torch.inference_mode():
+            for s in range(0, len(order), enc.batch_size):
+                input_ids, mask = enc._pad([ids[i] for i in order[s : s + enc.batch_size]])
+                a = time.perf_counter()
+                hidden = enc._forward_hidden(input_ids, mask)
+                b = time.perf_counter()
+                enc._pool(hidden, mask)
+                head += time.perf_counter() - b
+                body += b - a
 
     def pct(p: float) -> int:
         return lengths[min(len(lengths) - 1, int(p * len(lengths)))]
 
     out = {
-        "model": args.model, "dtype": args.dtype, "threads": args.threads,
+        "model": args.model, "runtime": args.runtime, "dtype": dtype, "threads": args.threads,
         "max_length_doc": args.max_length_doc, "chunks": len(chunks),
         "chunks_per_s": round(len(chunks) / (t1 - t0), 1),
         "query_ms_median": round(statistics.median(q_ms), 2),
