@@ -246,3 +246,48 @@ def test_a_training_vocabulary_scores_only_its_rows_and_bounds_the_output_space(
     (run / "train_vocab.json").write_text(json.dumps({**vocab, "token_ids": sorted(ids)[:60], "terms": 60}))
     assert main([*argv[:argv.index("--max-steps") + 1], "3", *argv[argv.index("--max-steps") + 2:]]) == 0
     assert set(json.loads((out / "output_vocab.json").read_text())["token_ids"]) <= set(sorted(ids)[:60])
+
+
+def test_long_query_pairs_take_the_whole_docstring_of_functions_that_have_a_page():
+    from tools.train.data import Pair
+    from tools.train.prose import long_query, long_query_pairs
+
+    code = [Pair(query=f"do thing {i}", code=f"def f{i}(): pass", package="pkg", qualname=f"f{i}", path="pkg/m.py")
+            for i in range(6)]
+    pages = [Pair(query=f"Do thing {i}.", code=f"f{i}()\n\nIt does thing {i} with care and returns nothing at all.",
+                  package="pkg", qualname=f"f{i}", path="pkg/m.py") for i in (0, 2, 3, 4, 5)]
+    pages.append(Pair(query="Bare.", code="f1()", package="pkg", qualname="f1", path="pkg/m.py"))  # no body
+    pages.append(Pair(query="Elsewhere.", code="g()\n\nSame name, other module, never matched.",
+                      package="pkg", qualname="f1", path="pkg/other.py"))
+    assert long_query(pages[0]) == "Do thing 0.\n\nIt does thing 0 with care and returns nothing at all."
+    assert long_query(pages[-2]) is None
+    pairs = long_query_pairs(code, pages)
+    assert [p.qualname for p in pairs] == ["f0", "f2", "f3", "f4", "f5"]  # f1's page has no body
+    assert pairs[1].query == long_query(pages[1]) and pairs[1].code == "def f2(): pass"
+    sample = long_query_pairs(code, pages, limit=3, seed=7)
+    assert len(sample) == 3 and sample == long_query_pairs(code, pages, limit=3, seed=7)
+    order = [p.qualname for p in sample]
+    assert order == sorted(order)  # the pairs' own order
+
+
+@pytest.mark.slow
+def test_long_query_pairs_join_training_and_stale_hard_negatives_are_mined_again(tmp_path: Path):
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    from tools.train.train import main
+
+    if not (SHIPPED_MODEL / "model.safetensors").is_file():
+        pytest.skip("shipped model missing")
+    base = shipped_model_as_base(tmp_path / "base")
+    out, run = tmp_path / "model", tmp_path / "runs" / "l"
+    argv = ["--run-dir", str(run), "--base-dir", str(base), "--out", str(out),
+            "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
+            "--max-steps", "1", "--no-split-identifiers", "--max-length-doc", "64", "--eval-length-doc", "64",
+            "--save-dtype", "float32", "--output-vocab-pairs", "4"]  # fmt: skip
+    assert main(argv) == 0
+    assert len(json.loads((run / "hard_negatives.json").read_text())) == 8
+    assert main([*argv, "--fresh", "--long-queries", "3", "--max-length-long-query", "96"]) == 0
+    info = json.loads((out / "training.json").read_text())
+    assert 0 < info["long_query_pairs"] <= 3 and info["train_pairs"] == 8 + info["long_query_pairs"]
+    # Mined again for the longer pair list, not indexed past its end.
+    assert len(json.loads((run / "hard_negatives.json").read_text())) == info["train_pairs"]
+    assert "long query" in (out / "README.md").read_text()

@@ -164,18 +164,18 @@ def long_validation_task(cache_dir: str = "tools/train/runs/cache") -> tuple[lis
     body, median ~300 characters) as the query, the code validation corpus (docstrings removed) as
     the documents: (queries, corpus, gold index of each query). A stand-in for task statements,
     used to check long-query handling without an eval task's queries."""
+    from tools.train.prose import long_query
+
     pages, _ = prose_validation_task()
     valid, corpus = validation_task(cache_dir, exclude_scored=True)
     page_of = {(p.path, p.qualname): p for p in pages}
     queries, gold = [], []
     for i, pair in enumerate(valid):
         page = page_of.get((pair.path, pair.qualname))
-        if page is None:
+        query = long_query(page) if page is not None else None
+        if query is None:
             continue
-        body = page.code.split("\n\n", 1)[1].strip() if "\n\n" in page.code else ""
-        if len(body) < 20:  # a signature with blank lines in its defaults: no body found
-            continue
-        queries.append(Pair(page.query + "\n\n" + body, pair.code, pair.package, pair.qualname, pair.path, pair.line))
+        queries.append(Pair(query, pair.code, pair.package, pair.qualname, pair.path, pair.line))
         gold.append(i)
     return queries, corpus, gold
 

@@ -27,7 +27,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from evals.mining import Pair, excluded_component, first_paragraph, package_dir, package_files, query_key
 
-__all__ = ["check_clean", "prose_pairs", "readme_sections", "reference_pages", "split_sections"]
+__all__ = ["check_clean", "long_query", "long_query_pairs", "prose_pairs", "readme_sections", "reference_pages",
+           "split_sections"]
 
 MAX_DOC_CHARS = 2000  # about 400 word pieces: past what the student reads in training
 MIN_REST_CHARS = 80  # a page must say more than its summary
@@ -206,6 +207,33 @@ def prose_pairs(packages: Sequence[str], exclude: Iterable[str], *, seed: int = 
     installed distribution that ``exclude`` allows, so pass the validation packages in it too."""
     excluded = frozenset(exclude)
     return reference_pages(packages, excluded) + readme_sections(excluded, seed=seed)
+
+
+def long_query(page: Pair) -> str | None:
+    """A reference page's whole docstring as one query: its summary, a blank line, the rest (None
+    when the page has no body). The shape of a task statement or a bug report that names the API,
+    and of DS-1000's long prompts, where a first line alone is short."""
+    body = page.code.split("\n\n", 1)[1].strip() if "\n\n" in page.code else ""
+    if len(body) < 20:  # a signature with blank lines in its defaults: no body found
+        return None
+    return page.query + "\n\n" + body
+
+
+def long_query_pairs(code_pairs: Sequence[Pair], pages: Sequence[Pair], *, limit: int = 0, seed: int = 13) -> list[Pair]:
+    """(whole docstring -> function code) for each code pair whose reference page is in ``pages``
+    (matched by path and qualified name; the code has its docstring removed, as mined). ``limit``
+    keeps a seeded sample of that many, in their original order; 0 keeps all."""
+    page_of = {(p.path, p.qualname): p for p in pages}
+    out = []
+    for pair in code_pairs:
+        page = page_of.get((pair.path, pair.qualname))
+        query = long_query(page) if page is not None else None
+        if query is not None:
+            out.append(Pair(query, pair.code, pair.package, pair.qualname, pair.path, pair.line))
+    if limit and len(out) > limit:
+        keep = sorted(random.Random(seed).sample(range(len(out)), limit))
+        out = [out[i] for i in keep]
+    return out
 
 
 def check_clean(pairs: Iterable[Pair], exclude: Iterable[str]) -> None:

