@@ -20,7 +20,7 @@ def test_the_cut_checkpoint_has_exactly_the_kept_layers_and_the_sources_other_we
     transformers.BertForMaskedLM(cfg).save_pretrained(str(src))
     (src / "output_vocab.json").write_text(json.dumps({"token_ids": [5, 6, 7]}))
 
-    info = cut(src, out, [1, 3])
+    info = cut(src, out, "1,3")
 
     assert info["kept"] == [1, 3] and info["source_layers"] == 4
     assert json.loads((out / "cut.json").read_text())["kept"] == [1, 3]

@@ -53,8 +53,9 @@ def layer_list(net):
     return encoder, layers
 
 
-def cut(source: Path, out: Path, keep: Sequence[int] | None = None) -> dict:
-    """Write ``source`` with only the ``keep`` layers to ``out`` (replaced); returns ``cut.json``."""
+def cut(source: Path, out: Path, keep: str = "") -> dict:
+    """Write ``source`` with only the ``keep`` layers (``"0,2,4"``; empty: :func:`every_other`) to
+    ``out`` (replaced); returns ``cut.json``."""
     import torch
     import transformers
 
@@ -65,17 +66,16 @@ def cut(source: Path, out: Path, keep: Sequence[int] | None = None) -> dict:
         raise SystemExit("--out must be another folder than the source")
     net = transformers.AutoModelForMaskedLM.from_pretrained(str(source))
     encoder, layers = layer_list(net)
-    keep = list(keep) if keep is not None else every_other(len(layers))
-    keep = parse_keep(",".join(map(str, keep)), len(layers))
-    encoder.layer = torch.nn.ModuleList([layers[i] for i in keep])
-    net.config.num_hidden_layers = len(keep)
+    kept = parse_keep(keep, len(layers)) if keep else every_other(len(layers))
+    encoder.layer = torch.nn.ModuleList([layers[i] for i in kept])
+    net.config.num_hidden_layers = len(kept)
     if out.exists():
         shutil.rmtree(out)
     net.save_pretrained(str(out))
     for name in COPIED_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, out / name)
-    info = {"source": str(source), "source_layers": len(layers), "kept": keep,
+    info = {"source": str(source), "source_layers": len(layers), "kept": kept,
             "parameters": sum(p.numel() for p in net.parameters())}
     (out / "cut.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info
@@ -87,11 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder to write (replaced if it exists)")
     ap.add_argument("--keep", default="", help="layers to keep, e.g. 0,2,4 (default: every other one from 0)")
     args = ap.parse_args(argv)
-    keep = None
-    if args.keep:
-        config = json.loads((args.source / "config.json").read_text(encoding="utf-8"))
-        keep = parse_keep(args.keep, int(config.get("num_hidden_layers", 0)))
-    print(json.dumps(cut(args.source, args.out, keep), indent=2))
+    print(json.dumps(cut(args.source, args.out, args.keep), indent=2))
     return 0
 
 
