@@ -154,6 +154,19 @@ def _copy_checkpoint(dst: Path) -> Path:
     return dst
 
 
+def _checkpoint_without_export(dst: Path) -> Path:
+    """The shipped model's weights, config, tokenizer and output vocabulary, without its export."""
+    dst.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "output_vocab.json"):
+        shutil.copy(SHIPPED_MODEL_DIR / name, dst / name)
+    return dst
+
+
+def _run_export_tool(folder: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tools.train.export_onnx", str(folder), "--check-texts", "40", *flags],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+
+
 def test_an_export_whose_weights_changed_is_stale_and_not_used(tmp_path, monkeypatch):
     from codelsr.encoders.registry import load_splade_model
 
@@ -191,13 +204,9 @@ def test_a_missing_export_under_auto_falls_back_to_torch(tmp_path, monkeypatch):
 def test_the_export_tool_writes_a_verified_export_for_a_checkpoint_folder(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    folder = tmp_path / "model"
-    folder.mkdir()
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "output_vocab.json"):
-        shutil.copy(SHIPPED_MODEL_DIR / name, folder / name)
+    folder = _checkpoint_without_export(tmp_path / "model")
     assert export_state(folder) == "missing"
-    out = subprocess.run([sys.executable, "-m", "tools.train.export_onnx", str(folder), "--check-texts", "40"],
-                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    out = _run_export_tool(folder)
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout)
     assert report["check"]["documents_min_cosine"] >= 0.999 and report["check"]["texts"] == 40
@@ -274,12 +283,8 @@ def test_an_int8_export_is_smaller_close_to_float_and_has_its_own_encoder_id(tmp
     from codelsr.encoders.splade import SpladeEncoder
     from codelsr.encoders.splade.onnx_encoder import export_weights
 
-    folder = tmp_path / "model"
-    folder.mkdir()
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "output_vocab.json"):
-        shutil.copy(SHIPPED_MODEL_DIR / name, folder / name)
-    out = subprocess.run([sys.executable, "-m", "tools.train.export_onnx", str(folder), "--check-texts", "40", "--int8"],
-                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    folder = _checkpoint_without_export(tmp_path / "model")
+    out = _run_export_tool(folder, "--int8")
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout)
     assert report["weights"] == "int8" and export_weights(folder) == "int8" and export_weights(SHIPPED_MODEL_DIR) == "float"

@@ -143,33 +143,36 @@ def test_first_paragraph_joins_wrapped_lines():
     assert first_paragraph("\n    Do a\n    thing.\n\n    Details.\n") == "Do a thing."
 
 
+def tiny_run(tmp_path: Path, name: str, steps: int, *extra: str) -> tuple[Path, Path, Path, list[str]]:
+    """(base, run dir, model folder, argv) of a training run on 8 pairs of three small packages,
+    from the shipped model as the base (the test is skipped without it)."""
+    if not (SHIPPED_MODEL / "model.safetensors").is_file():
+        pytest.skip("shipped model missing")
+    base = tmp_path / "base"
+    if not base.is_dir():
+        shipped_model_as_base(base)
+    run, out = tmp_path / "runs" / name, tmp_path / "model"
+    argv = ["--run-dir", str(run), "--base-dir", str(base), "--out", str(out),
+            "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
+            "--max-steps", str(steps), "--no-split-identifiers", "--max-length-doc", "64", "--eval-length-doc", "64",
+            "--save-dtype", "float32", *extra]  # fmt: skip
+    return base, run, out, argv
+
+
 @pytest.mark.slow
 def test_the_training_command_runs_end_to_end_on_a_tiny_budget(tmp_path: Path):
     pytest.importorskip("torch", reason=SPLADE_EXTRA)
     from tools.train.train import main
 
-    if not (SHIPPED_MODEL / "model.safetensors").is_file():
-        pytest.skip("shipped model missing")
-    base = shipped_model_as_base(tmp_path / "base")
-    out = tmp_path / "model"
-    rc = main([
-        "--run-dir", str(tmp_path / "runs" / "t"), "--base-dir", str(base), "--out", str(out),
-        "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
-        "--max-steps", "2", "--no-split-identifiers", "--max-length-doc", "64", "--eval-length-doc", "64",
-        "--save-dtype", "float32", "--ckpt-every", "1",
-    ])  # fmt: skip
+    _, _, out, argv = tiny_run(tmp_path, "t", 2, "--ckpt-every", "1")
+    rc = main(argv)
     assert rc == 0
     info = json.loads((out / "training.json").read_text())
     assert info["steps"] == 2 and info["train_pairs"] == 8
     assert info["valid_after"] is not None
     assert (tmp_path / "runs" / "t" / "checkpoint.pt").is_file()
     # A second run with a larger step budget resumes from the checkpoint instead of restarting.
-    rc = main([
-        "--run-dir", str(tmp_path / "runs" / "t"), "--base-dir", str(base), "--out", str(out),
-        "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
-        "--max-steps", "3", "--no-split-identifiers", "--max-length-doc", "64", "--eval-length-doc", "64",
-        "--save-dtype", "float32", "--output-vocab-pairs", "4",
-    ])  # fmt: skip
+    rc = main(tiny_run(tmp_path, "t", 3, "--output-vocab-pairs", "4")[3])
     assert json.loads((out / "training.json").read_text())["steps"] == 3
 
     from codelsr.encoders.splade import SpladeEncoder
@@ -208,9 +211,7 @@ def test_a_training_vocabulary_scores_only_its_rows_and_bounds_the_output_space(
 
     from tools.train.train import Encoder, main
 
-    if not (SHIPPED_MODEL / "model.safetensors").is_file():
-        pytest.skip("shipped model missing")
-    base = shipped_model_as_base(tmp_path / "base")
+    base, run, out, argv = tiny_run(tmp_path, "v", 2, "--train-vocab-min-df", "1")
     # The restricted head is the full head's columns: same numbers, fewer of them.
     full = Encoder(base, "cpu", bf16=False)
     rows = full.tok.convert_tokens_to_ids(["the", "to", "return", "header", "hello", "zebra"])
@@ -221,12 +222,6 @@ def test_a_training_vocabulary_scores_only_its_rows_and_bounds_the_output_space(
     assert cut.shape == (2, len(rows))
     assert torch.allclose(cut, wide[:, sorted(rows)], atol=1e-5)  # columns in token-id order
 
-    out = tmp_path / "model"
-    run = tmp_path / "runs" / "v"
-    argv = ["--run-dir", str(run), "--base-dir", str(base), "--out", str(out),
-            "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
-            "--max-steps", "2", "--no-split-identifiers", "--max-length-doc", "64", "--eval-length-doc", "64",
-            "--save-dtype", "float32", "--train-vocab-min-df", "1"]  # fmt: skip
     assert main(argv) == 0
     vocab = json.loads((run / "train_vocab.json").read_text())
     ids = set(vocab["token_ids"])
@@ -275,14 +270,7 @@ def test_long_query_pairs_join_training_and_stale_hard_negatives_are_mined_again
     pytest.importorskip("torch", reason=SPLADE_EXTRA)
     from tools.train.train import main
 
-    if not (SHIPPED_MODEL / "model.safetensors").is_file():
-        pytest.skip("shipped model missing")
-    base = shipped_model_as_base(tmp_path / "base")
-    out, run = tmp_path / "model", tmp_path / "runs" / "l"
-    argv = ["--run-dir", str(run), "--base-dir", str(base), "--out", str(out),
-            "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
-            "--max-steps", "1", "--no-split-identifiers", "--max-length-doc", "64", "--eval-length-doc", "64",
-            "--save-dtype", "float32", "--output-vocab-pairs", "4"]  # fmt: skip
+    _, run, out, argv = tiny_run(tmp_path, "l", 1, "--output-vocab-pairs", "4")
     assert main(argv) == 0
     assert len(json.loads((run / "hard_negatives.json").read_text())) == 8
     assert main([*argv, "--fresh", "--long-queries", "3", "--max-length-long-query", "96"]) == 0
