@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SPLADE_EXTRA, shipped_model_as_base
+from conftest import SHIPPED_MODEL, SPLADE_EXTRA, shipped_model_as_base
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # evals/ and tools/ are repo folders, not installed packages
@@ -117,10 +117,13 @@ def test_distillation_with_prose_runs_end_to_end_on_a_tiny_budget(tmp_path: Path
         "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
         "--max-steps", "2", "--max-length-doc", "64", "--eval-length-doc", "64", "--save-dtype", "float32",
         "--teacher", "minilm", "--prose", "--exclude-scored", "--output-vocab-min-df", "0", "--anchor-weight", "0.1",
+        "--sparse-teacher", str(SHIPPED_MODEL), "--sparse-distill-weight", "0.5",
     ])  # fmt: skip
     assert rc == 0
     info = json.loads((out / "training.json").read_text())
-    assert "--anchor-weight 0.1" in (out / "README.md").read_text()  # the card's command repeats the run
+    card = (out / "README.md").read_text()
+    assert "--anchor-weight 0.1" in card  # the card's command repeats the run
+    assert f"--sparse-teacher {SHIPPED_MODEL} --sparse-distill-weight 0.5" in card
     assert info["teacher"] == "minilm" and info["prose_pairs"] == 4 and info["train_pairs"] == 12
     # No --teacher-temperature: the teacher's own (MiniLM was trained at scale 20), and the run says so.
     assert json.loads((tmp_path / "runs" / "t" / "config.json").read_text())["teacher_temperature"] == 0.05
@@ -128,6 +131,7 @@ def test_distillation_with_prose_runs_end_to_end_on_a_tiny_budget(tmp_path: Path
 
     ckpt_state = torch.load(tmp_path / "runs" / "t" / "checkpoint.pt", weights_only=False)["state"]
     assert all(rec["kl"] > 0 for rec in ckpt_state["history"])  # the teacher's loss term was there
+    assert all(rec["kl_sparse"] > 0 for rec in ckpt_state["history"])  # and the sparse teacher's
     cached = list((tmp_path / "runs" / "cache").glob("prose-*.jsonl.gz"))
     assert len(cached) == 1 and D.read_pairs(cached[0])
 
@@ -168,6 +172,33 @@ def test_the_memo_teacher_embeds_each_text_once_and_gives_the_teachers_vectors()
     assert torch.allclose(again, direct[[1, 2]], atol=1e-5)
     memo.embed(["parse a config file"], "passage")  # another kind is another text
     assert asked[-1] == "parse a config file" and len(asked) == 4
+
+
+def test_the_sparse_teacher_scores_by_the_served_models_dot_products_reading_long_queries_in_pieces():
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    from codelsr.encoders.registry import SHIPPED_WINDOWS, load_splade_model
+    from codelsr.queries import encode_query, prepare_query
+    from tools.train.teacher import SparseTeacher
+
+    teacher = SparseTeacher(str(SHIPPED_MODEL))
+    served = load_splade_model(str(SHIPPED_MODEL), **SHIPPED_WINDOWS)
+    docs = ["def retry_delay(attempt):\n    \"\"\"Seconds to wait before the next attempt.\"\"\"\n    return 2 ** attempt",
+            "def parse_header(line):\n    \"\"\"Split an HTTP header line into name and value.\"\"\"\n    return line.split(':', 1)",
+            "def open_socket(host, port):\n    \"\"\"Connect a TCP socket to host and port.\"\"\"\n    return socket.create_connection((host, port))"]
+    long_query = "\n".join(["The client keeps failing against a flaky server and we want to back off."] * 6
+                            + ["How long do we wait before the next attempt of a failed request?"])
+    assert len(prepare_query(served, long_query).pieces) > 1  # read in pieces, as search reads it
+    queries = ["split a header line into name and value", long_query]
+    scores = teacher.scores(queries, docs)
+    dvecs = served.encode_documents(docs)
+    for i, q in enumerate(queries):
+        qv = encode_query(served, q)
+        want = [sum(w * d.get(t, 0.0) for t, w in qv.items()) for d in dvecs]
+        assert scores[i].tolist() == pytest.approx(want, rel=1e-5)
+    assert scores[0].argmax() == 1 and scores[1].argmax() == 0  # the gold function is the teacher's first
+    # A long query's row is not the one its first window alone would give (the last line names the bug).
+    first_window = served.encode_queries([long_query])[0]
+    assert scores[1, 0] > sum(w * dvecs[0].get(t, 0.0) for t, w in first_window.items())
 
 
 @pytest.mark.slow

@@ -309,3 +309,74 @@ def test_an_int8_export_is_smaller_close_to_float_and_has_its_own_encoder_id(tmp
     # The same best chunk for (nearly) every question.
     agree = sum(best("int8", int8, q) == best("float", floats, q) for q in QUERIES)
     assert agree >= len(QUERIES) - 2, agree
+
+
+def _package(folder: Path, out: Path) -> dict:
+    from tools.train.package_onnx import package
+
+    return package(folder, out)
+
+
+def test_an_onnx_only_package_has_no_weights_and_serves_the_same_vectors_under_the_same_id(tmp_path):
+    from codelsr.encoders.registry import load_splade_model
+
+    out = tmp_path / "pkg" / "model"
+    manifest = _package(SHIPPED_MODEL_DIR, out)
+    assert manifest["onnx_only"] and export_state(out) == "current"
+    assert not [p for p in out.iterdir() if p.suffix in (".safetensors", ".bin", ".pt")]
+    size = sum(p.stat().st_size for p in out.iterdir())
+    assert size < 0.6 * sum(p.stat().st_size for p in SHIPPED_MODEL_DIR.iterdir() if p.is_file())
+    assert [p.name for p in out.parent.iterdir()] == ["model"]  # the staging folder is gone
+    packaged = load_splade_model(str(out), **_SHIPPED_OPTIONS)
+    shipped = load_splade_model(str(SHIPPED_MODEL_DIR), **_SHIPPED_OPTIONS)
+    assert isinstance(packaged, OnnxSpladeEncoder)
+    assert packaged.encoder_id == shipped.encoder_id  # indexes built with either stay valid
+    assert packaged.encode_queries(QUERIES) == shipped.encode_queries(QUERIES)
+    chunks = _real_chunks()[:20]
+    assert packaged.encode_documents(chunks) == shipped.encode_documents(chunks)
+    # What a package without torch runs: load and encode with torch, transformers and safetensors absent.
+    code = f"""
+import sys
+for name in ("torch", "transformers", "safetensors"):
+    sys.modules[name] = None
+from codelsr.encoders.registry import load_splade_model
+enc = load_splade_model({str(out)!r}, max_length_query=64, max_length_doc=256)
+print("TERMS", len(enc.encode_queries(["parse an http response"])[0]))
+"""
+    run = _run_python(code)
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout.split("TERMS")[1]) > 0
+
+
+def test_an_onnx_only_folder_that_gained_weights_or_was_damaged_is_stale_and_torch_is_refused(tmp_path, monkeypatch):
+    from codelsr.encoders.registry import load_splade_model
+
+    out = tmp_path / "model"
+    _package(SHIPPED_MODEL_DIR, out)
+    shutil.copy(SHIPPED_MODEL_DIR / "model.safetensors", out / "model.safetensors")
+    assert "weight files (model.safetensors)" in export_state(out)
+    with pytest.raises(EncoderUnavailableError, match="no usable ONNX export"):
+        OnnxSpladeEncoder(out)
+    (out / "model.safetensors").unlink()
+    assert export_state(out) == "current"
+    data = bytearray((out / ONNX_EMBEDDINGS_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the embedding table
+    (out / ONNX_EMBEDDINGS_FILE).write_bytes(bytes(data))
+    assert export_state(out).startswith("stale: a file changed since the folder was packaged")
+    data[len(data) // 2] ^= 0xFF
+    (out / ONNX_EMBEDDINGS_FILE).write_bytes(bytes(data))
+    assert export_state(out) == "current"
+    monkeypatch.setenv(RUNTIME_ENV, "torch")
+    with pytest.raises(EncoderUnavailableError, match="ships only an ONNX export"):
+        load_splade_model(str(out))
+
+
+def test_the_package_tool_refuses_a_folder_without_a_current_export_and_an_existing_destination(tmp_path):
+    bare = _checkpoint_without_export(tmp_path / "bare")
+    with pytest.raises(SystemExit, match="no current ONNX export"):
+        _package(bare, tmp_path / "a")
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    with pytest.raises(SystemExit, match="exists"):
+        _package(SHIPPED_MODEL_DIR, taken)
+    assert not (tmp_path / "a").exists() and list(taken.iterdir()) == []

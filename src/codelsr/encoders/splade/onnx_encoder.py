@@ -25,6 +25,15 @@ An *export* is three files in the checkpoint folder, written by
 * ``onnx.json``: what was exported, from which weights (``source_sha256``: config and weight
   files). An export whose source changed since is *stale* and is not used.
 
+An *ONNX-only* folder (``python -m tools.train.package_onnx <folder> --out <dest>``; ``onnx.json``
+says ``"onnx_only": true``) is a current export with the weight files left out: what a package
+ships when the weights would take it past its size budget (a 3-layer int8 student's export is
+18 MB, its bf16 weights another 35). It has no source to go stale against, so ``onnx.json``
+carries the digest of the files it was packaged with (``packaged_sha256``), checked at load: a
+damaged or swapped file makes it stale, not silently different. Its ``encoder_id`` is the source
+folder's (``checkpoint_fingerprint`` recorded at packaging): the vectors are the same. Torch
+cannot run it.
+
 An *int8* export (``export_onnx --int8``; ``onnx.json`` says ``"weights": "int8"``) stores the
 graph's matrix weights as int8 with one scale per output channel (ONNX Runtime's dynamic
 quantisation) and the embedding table as int8 rows with one float32 scale each
@@ -70,7 +79,9 @@ __all__ = [
     "OnnxSpladeEncoder",
     "export_state",
     "export_weights",
+    "is_onnx_only",
     "load_onnx_splade",
+    "packaged_sha256",
     "source_sha256",
 ]
 
@@ -101,6 +112,34 @@ def source_sha256(folder: Path) -> str:
     return h.hexdigest()
 
 
+def packaged_sha256(folder: Path) -> str:
+    """Digest of what an ONNX-only folder runs on: config, graph, embeddings and tokenizer files, by content."""
+    h = hashlib.sha256()
+    for name in ("config.json", ONNX_GRAPH_FILE, ONNX_EMBEDDINGS_FILE, "tokenizer.json", "tokenizer_config.json",
+                 OUTPUT_VOCAB_FILE):
+        p = folder / name
+        if not p.is_file():
+            continue
+        h.update(f"{name}\0".encode())
+        with p.open("rb") as f:
+            while block := f.read(1 << 22):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((folder / ONNX_MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def is_onnx_only(folder: Path | str) -> bool:
+    """Whether ``folder`` was packaged as an ONNX-only folder (module doc): no weights, no torch."""
+    return bool(_manifest(Path(folder)).get("onnx_only"))
+
+
 def export_state(folder: Path | str) -> str:
     """``"current"``, ``"missing"`` or ``"stale: <why>"`` for the ONNX export in ``folder``."""
     folder = Path(folder)
@@ -116,6 +155,16 @@ def export_state(folder: Path | str) -> str:
     for name in (ONNX_GRAPH_FILE, ONNX_EMBEDDINGS_FILE, "config.json"):
         if not (folder / name).is_file():
             return f"stale: {folder / name} is missing"
+    if manifest.get("onnx_only"):
+        weights = [p.name for p in _weight_files(folder)]
+        if weights:
+            return (f"stale: {folder} was packaged ONNX-only, yet holds weight files ({', '.join(weights)}); "
+                    "remove them, or package it again from the full checkpoint")
+        if not manifest.get("checkpoint_fingerprint"):
+            return f"stale: {folder / ONNX_MANIFEST_FILE} names no source checkpoint (checkpoint_fingerprint)"
+        if manifest.get("packaged_sha256") != packaged_sha256(folder):
+            return "stale: a file changed since the folder was packaged (config, graph, embeddings or tokenizer)"
+        return "current"
     if manifest.get("source_sha256") != source_sha256(folder):
         return "stale: the weights or config.json changed since the export"
     return "current"
@@ -138,11 +187,7 @@ def _float32(arrays: Any, name: str) -> np.ndarray:
 
 def export_weights(folder: Path | str) -> str:
     """``"int8"`` or ``"float"``: how the ONNX export in ``folder`` stores its weights (module doc)."""
-    try:
-        manifest = json.loads((Path(folder) / ONNX_MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "float"
-    return "int8" if manifest.get("weights") == "int8" else "float"
+    return "int8" if _manifest(Path(folder)).get("weights") == "int8" else "float"
 
 
 def _special_ids(tokenizer: Any, tok_config: dict[str, Any]) -> set[int]:
@@ -241,7 +286,9 @@ class OnnxSpladeEncoder:
                 s = f"{s}#{i}"
             seen.add(s)
             terms[i] = s
-        fingerprint = checkpoint_fingerprint(folder)
+        # An ONNX-only folder is its source checkpoint without the weights: the source's identity.
+        fingerprint = (str(_manifest(folder)["checkpoint_fingerprint"]) if is_onnx_only(folder)
+                       else checkpoint_fingerprint(folder))
         self.weights = export_weights(folder)
         if self.weights == "int8":  # other vectors than torch's: never the same id (module doc)
             fingerprint = hashlib.sha1((fingerprint + ":int8").encode()).hexdigest()[:12]
