@@ -286,10 +286,11 @@ class OnnxSpladeEncoder:
                 s = f"{s}#{i}"
             seen.add(s)
             terms[i] = s
+        manifest = _manifest(folder)
         # An ONNX-only folder is its source checkpoint without the weights: the source's identity.
-        fingerprint = (str(_manifest(folder)["checkpoint_fingerprint"]) if is_onnx_only(folder)
+        fingerprint = (str(manifest["checkpoint_fingerprint"]) if manifest.get("onnx_only")
                        else checkpoint_fingerprint(folder))
-        self.weights = export_weights(folder)
+        self.weights = "int8" if manifest.get("weights") == "int8" else "float"  # as export_weights says
         if self.weights == "int8":  # other vectors than torch's: never the same id (module doc)
             fingerprint = hashlib.sha1((fingerprint + ":int8").encode()).hexdigest()[:12]
         self.output_vocab_size: int | None = None
