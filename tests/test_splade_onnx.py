@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import codelsr
-from codelsr.encoders.registry import _SHIPPED_OPTIONS, RUNTIME_ENV, SHIPPED_MODEL_DIR
+from codelsr.encoders.registry import _SHIPPED_OPTIONS, RUNTIME_ENV, SHIPPED_MODEL_DIR, SHIPPED_WINDOWS
 from codelsr.encoders.splade.onnx_encoder import (
     ONNX_EMBEDDINGS_FILE,
     ONNX_GRAPH_FILE,
@@ -380,3 +380,49 @@ def test_the_package_tool_refuses_a_folder_without_a_current_export_and_an_exist
     with pytest.raises(SystemExit, match="exists"):
         _package(SHIPPED_MODEL_DIR, taken)
     assert not (tmp_path / "a").exists() and list(taken.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_document_bias_in_config_densifies_documents_only_on_both_runtimes_under_its_own_id(tmp_path):
+    pytest.importorskip("torch")
+    from codelsr.encoders.splade import SpladeEncoder
+
+    folder = _checkpoint_without_export(tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    config["splade_document_bias"] = 1.0
+    (folder / "config.json").write_text(json.dumps(config))
+    run = _run_export_tool(folder)  # its check compares torch and ONNX Runtime, documents shifted
+    assert run.returncode == 0, run.stderr
+    chunks = _real_chunks()[:30]
+    shifted = {"torch": SpladeEncoder(str(folder), device="cpu", dtype="float32", **SHIPPED_WINDOWS),
+               "onnx": OnnxSpladeEncoder(folder, **SHIPPED_WINDOWS)}
+    plain = SpladeEncoder(str(SHIPPED_MODEL_DIR), device="cpu", dtype="float32", **SHIPPED_WINDOWS)
+    plain_docs = plain.encode_documents(chunks)
+    for runtime, enc in shifted.items():
+        assert enc.document_bias == 1.0 and enc.encoder_id.endswith(":db1")
+        assert enc.encoder_id.split("@")[1] != plain.encoder_id.split("@")[1]
+        docs = enc.encode_documents(chunks)
+        # Every term the plain model keeps is kept, and more are added (the cut-off moved down).
+        assert all(set(p) <= set(d) for p, d in zip(plain_docs, docs)), runtime
+        assert sum(map(len, docs)) > 1.3 * sum(map(len, plain_docs)), runtime
+        queries = enc.encode_queries(QUERIES)
+        for got, want in zip(queries, plain.encode_queries(QUERIES)):
+            assert set(got) == set(want) and _cosine(got, want) > 0.9999, runtime
+    for a, b in zip(shifted["torch"].encode_documents(chunks), shifted["onnx"].encode_documents(chunks)):
+        assert _cosine(a, b) > 0.999
+
+
+def test_a_document_bias_that_is_not_a_number_is_refused(tmp_path):
+    pytest.importorskip("torch")
+    from codelsr.encoders.splade import SpladeEncoder
+    from codelsr.encoders.splade.checkpoint import document_bias
+
+    folder = _checkpoint_without_export(tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    config["splade_document_bias"] = "1.0"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(EncoderUnavailableError, match="splade_document_bias must be a finite number, not '1.0'"):
+        SpladeEncoder(str(folder), device="cpu")
+    assert document_bias({}) == 0.0 and document_bias({"splade_document_bias": -0.5}) == -0.5
+    with pytest.raises(EncoderUnavailableError, match="finite"):
+        document_bias({"splade_document_bias": float("nan")})

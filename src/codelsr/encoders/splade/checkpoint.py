@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
 # A checkpoint may restrict its output space to a subset of the vocabulary (SpladeEncoder docstring).
 OUTPUT_VOCAB_FILE = "output_vocab.json"
+# config.json key: a number added to the MLM head's bias for documents only (``document_bias``).
+DOCUMENT_BIAS_KEY = "splade_document_bias"
 
 
 def require(module: str) -> Any:
@@ -46,6 +49,20 @@ def require(module: str) -> Any:
             f"SPLADE encoders need torch and transformers ({module} is missing): "
             f"run {INSTALL_HINT}"
         ) from exc
+
+
+def document_bias(cfg: dict[str, Any]) -> float:
+    """The model's document-side bias shift (``config.json`` key :data:`DOCUMENT_BIAS_KEY`; 0 without).
+
+    Why: ``log1p(relu(logit + bias))`` cuts a term off where its logit falls below ``-bias``; a
+    student distilled into very sparse documents (22-28 terms for 128 tokens, run mini4 in
+    docs/model.md) ranks better when documents keep more of their weak terms, while its queries
+    should not (raising the queries' bias too hurt there). The shift is part of the model: it is
+    in ``config.json``, which the fingerprint and the ONNX export's staleness check both read."""
+    value = cfg.get(DOCUMENT_BIAS_KEY, 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise EncoderUnavailableError(f"config.json: {DOCUMENT_BIAS_KEY} must be a finite number, not {value!r}")
+    return float(value)
 
 
 def read_json(path: Path) -> dict[str, Any]:

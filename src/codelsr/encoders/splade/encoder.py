@@ -28,6 +28,7 @@ from codelsr.encoders.splade.checkpoint import (
     OUTPUT_VOCAB_FILE,
     adapter_dir,
     checkpoint_fingerprint,
+    document_bias,
     has_tokenizer,
     has_weights,
     model_family,
@@ -147,6 +148,7 @@ class SpladeEncoder:
         self.query_top_k = query_top_k if query_top_k and query_top_k > 0 else None
         self.doc_top_k = doc_top_k if doc_top_k and doc_top_k > 0 else None
         self.batch_size = int(batch_size)
+        self.document_bias = document_bias(raw_cfg)
         # SPLADE-Code decoders are bidirectional; a config may opt out with "bidirectional": false.
         self.bidirectional = self.family == "decoder" and raw_cfg.get("bidirectional") is not False
         self.padding_side = (
@@ -197,6 +199,7 @@ class SpladeEncoder:
         self.encoder_id = (
             f"splade:{label}@{fp}:q{q}:d{d}:lq{self.max_length_query}:ld{self.max_length_doc}"
             + (f":dp{self.doc_pieces}" if self.doc_pieces > 1 else "")
+            + (f":db{self.document_bias:g}" if self.document_bias else "")
         )
 
     # ---------------------------------------------------------------- loading
@@ -395,6 +398,7 @@ class SpladeEncoder:
             "padding_side": self.padding_side,
             "vocab_size": len(self._terms),
             "output_vocab": self.output_vocab_size,
+            "document_bias": self.document_bias,
             "max_length_doc": self.max_length_doc,
             "max_length_query": self.max_length_query,
             "query_top_k": self.query_top_k,
@@ -406,7 +410,7 @@ class SpladeEncoder:
         }
 
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
-        return self._encode(texts, self.max_length_doc, self.doc_top_k, self.doc_pieces)
+        return self._encode(texts, self.max_length_doc, self.doc_top_k, self.doc_pieces, self.document_bias)
 
     def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         return self._encode(texts, self.max_length_query, self.query_top_k)
@@ -454,10 +458,14 @@ class SpladeEncoder:
             out = self._net(input_ids=input_ids, attention_mask=mask)
         return out.logits if hasattr(out, "logits") else out[0]
 
-    def _pool(self, hidden: Any, mask: Any) -> Any:
-        """(batch, vocab) float32 SPLADE activations of a batch (see ``pooling``)."""
+    def _pool(self, hidden: Any, mask: Any, shift: float = 0.0) -> Any:
+        """(batch, vocab) float32 SPLADE activations of a batch (see ``pooling``); ``shift`` is
+        added to the head's bias (documents: ``document_bias``)."""
         best = head_max_logits(self._head_weight, hidden, mask)
-        return activate(best, bias=self._head_bias, softcap=self._softcap, keep=self._allowed)
+        bias = self._head_bias
+        if shift:
+            bias = (bias.float() + shift) if bias is not None else self._torch.full((best.shape[-1],), shift)
+        return activate(best, bias=bias, softcap=self._softcap, keep=self._allowed)
 
     def _to_sparse(self, row: Any, k: int | None) -> SparseVector:
         torch = self._torch
@@ -472,7 +480,8 @@ class SpladeEncoder:
         vec = {terms[i]: float(v) for i, v in zip(idx.tolist(), vals)}
         return prune_top_k(vec, k)  # exact ties at the k-th weight: broken by term string
 
-    def _encode(self, texts: Sequence[str], max_length: int, k: int | None, pieces: int = 1) -> list[SparseVector]:
+    def _encode(self, texts: Sequence[str], max_length: int, k: int | None, pieces: int = 1,
+                shift: float = 0.0) -> list[SparseVector]:
         """Vectors of ``texts``; with ``pieces`` > 1 a longer text is read in up to that many
         windows of ``max_length`` and its activations max-pooled (``pieces`` module)."""
         torch = self._torch
@@ -489,7 +498,7 @@ class SpladeEncoder:
 
             def activations(batch: list[list[int]]) -> Any:
                 input_ids, mask = self._pad(batch)
-                return self._pool(self._forward_hidden(input_ids, mask), mask).cpu()
+                return self._pool(self._forward_hidden(input_ids, mask), mask, shift).cpu()
 
             for i, row in pooled_rows(rows, self.batch_size, activations, torch.maximum):
                 out[i] = self._to_sparse(row, k)

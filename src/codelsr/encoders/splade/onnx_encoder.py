@@ -65,6 +65,7 @@ from codelsr.encoders.splade.checkpoint import (
     OUTPUT_VOCAB_FILE,
     WEIGHT_SUFFIXES,
     checkpoint_fingerprint,
+    document_bias,
     model_family,
 )
 from codelsr.encoders.splade.checkpoint import read_json
@@ -324,6 +325,7 @@ class OnnxSpladeEncoder:
         self.query_top_k = query_top_k if query_top_k and query_top_k > 0 else None
         self.doc_top_k = doc_top_k if doc_top_k and doc_top_k > 0 else None
         self.batch_size = int(batch_size)
+        self.document_bias = document_bias(config)
 
         options = ort.SessionOptions()
         threads = threads or int(os.environ.get(THREADS_ENV) or 0)
@@ -349,7 +351,8 @@ class OnnxSpladeEncoder:
         self._affixes = affixes(self._tokenizer.encode(probe, add_special_tokens=True).ids,
                                 self._tokenizer.encode(probe, add_special_tokens=False).ids) if doc_pieces > 1 else ([], [])
         self.encoder_id = (f"splade:{label}@{fingerprint}:q{q}:d{d}:lq{self.max_length_query}:ld{self.max_length_doc}"
-                           + (f":dp{self.doc_pieces}" if self.doc_pieces > 1 else ""))
+                           + (f":dp{self.doc_pieces}" if self.doc_pieces > 1 else "")
+                           + (f":db{self.document_bias:g}" if self.document_bias else ""))
 
     # --------------------------------------------------------------- protocol
 
@@ -368,6 +371,7 @@ class OnnxSpladeEncoder:
             "family": "mlm",
             "vocab_size": len(self._terms),
             "output_vocab": self.output_vocab_size,
+            "document_bias": self.document_bias,
             "max_length_doc": self.max_length_doc,
             "max_length_query": self.max_length_query,
             "query_top_k": self.query_top_k,
@@ -380,7 +384,7 @@ class OnnxSpladeEncoder:
         }
 
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
-        return self._encode(texts, self.max_length_doc, self.doc_top_k, self.doc_pieces)
+        return self._encode(texts, self.max_length_doc, self.doc_top_k, self.doc_pieces, self.document_bias)
 
     def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         return self._encode(texts, self.max_length_query, self.query_top_k)
@@ -402,8 +406,9 @@ class OnnxSpladeEncoder:
         (hidden,) = self._session.run(["hidden_states"], feeds)
         return hidden
 
-    def _pool(self, hidden: np.ndarray, lengths: list[int]) -> np.ndarray:
-        """SPLADE activations (rows x output terms) of the texts whose token states are ``hidden``."""
+    def _pool(self, hidden: np.ndarray, lengths: list[int], shift: float = 0.0) -> np.ndarray:
+        """SPLADE activations (rows x output terms) of the texts whose token states are ``hidden``;
+        ``shift`` is added to the head's bias (documents: ``document_bias``)."""
         weight = self._weight
         vocab = weight.shape[0]
         max_tokens = max(1, _LOGIT_BUDGET // vocab)
@@ -429,6 +434,8 @@ class OnnxSpladeEncoder:
             start = end
         if self._bias is not None:
             pooled += self._bias
+        if shift:
+            pooled += np.float32(shift)
         np.maximum(pooled, 0.0, out=pooled)
         np.log1p(pooled, out=pooled)
         pooled[:, ~self._allowed] = 0.0
@@ -443,7 +450,8 @@ class OnnxSpladeEncoder:
         vec = {terms[i]: v for i, v in zip(idx.tolist(), row[idx].tolist())}
         return prune_top_k(vec, k)  # exact ties at the k-th weight: broken by term string
 
-    def _encode(self, texts: Sequence[str], max_length: int, k: int | None, pieces: int = 1) -> list[SparseVector]:
+    def _encode(self, texts: Sequence[str], max_length: int, k: int | None, pieces: int = 1,
+                shift: float = 0.0) -> list[SparseVector]:
         """Vectors of ``texts``; with ``pieces`` > 1 a longer text is read in up to that many
         windows of ``max_length`` and its activations max-pooled (``pieces`` module)."""
         texts = list(texts)
@@ -461,7 +469,7 @@ class OnnxSpladeEncoder:
                 for piece in split_pieces(ids[i], prefix, suffix, max_length, pieces)]
 
         def activations(batch: list[list[int]]) -> np.ndarray:
-            return self._pool(self._hidden(batch), [len(b) for b in batch])
+            return self._pool(self._hidden(batch), [len(b) for b in batch], shift)
 
         for i, row in pooled_rows(rows, self.batch_size, activations, np.maximum):
             out[i] = self._to_sparse(row, k)
