@@ -464,7 +464,7 @@ class SpladeEncoder:
         best = head_max_logits(self._head_weight, hidden, mask)
         bias = self._head_bias
         if shift:
-            bias = (bias.float() + shift) if bias is not None else self._torch.full((best.shape[-1],), shift)
+            bias = (bias.float() + shift) if bias is not None else self._torch.full((best.shape[-1],), shift, device=best.device)
         return activate(best, bias=bias, softcap=self._softcap, keep=self._allowed)
 
     def _to_sparse(self, row: Any, k: int | None) -> SparseVector:
