@@ -102,10 +102,10 @@ def _weight_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
 
 
-def source_sha256(folder: Path) -> str:
-    """Digest of what an export is made from: ``config.json`` and the weight files, by content."""
+def _files_sha256(paths: Sequence[Path]) -> str:
+    """SHA-256 over each file's name and content, in the order given."""
     h = hashlib.sha256()
-    for p in [folder / "config.json", *_weight_files(folder)]:
+    for p in paths:
         h.update(f"{p.name}\0".encode())
         with p.open("rb") as f:
             while block := f.read(1 << 22):
@@ -113,19 +113,16 @@ def source_sha256(folder: Path) -> str:
     return h.hexdigest()
 
 
+def source_sha256(folder: Path) -> str:
+    """Digest of what an export is made from: ``config.json`` and the weight files, by content."""
+    return _files_sha256([folder / "config.json", *_weight_files(folder)])
+
+
 def packaged_sha256(folder: Path) -> str:
     """Digest of what an ONNX-only folder runs on: config, graph, embeddings and tokenizer files, by content."""
-    h = hashlib.sha256()
-    for name in ("config.json", ONNX_GRAPH_FILE, ONNX_EMBEDDINGS_FILE, "tokenizer.json", "tokenizer_config.json",
-                 OUTPUT_VOCAB_FILE):
-        p = folder / name
-        if not p.is_file():
-            continue
-        h.update(f"{name}\0".encode())
-        with p.open("rb") as f:
-            while block := f.read(1 << 22):
-                h.update(block)
-    return h.hexdigest()
+    names = ("config.json", ONNX_GRAPH_FILE, ONNX_EMBEDDINGS_FILE, "tokenizer.json", "tokenizer_config.json",
+             OUTPUT_VOCAB_FILE)
+    return _files_sha256([folder / n for n in names if (folder / n).is_file()])
 
 
 def _manifest(folder: Path) -> dict[str, Any]:
@@ -186,9 +183,13 @@ def _float32(arrays: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(arrays[name], dtype=np.float32)
 
 
+def _weights_kind(manifest: dict[str, Any]) -> str:
+    return "int8" if manifest.get("weights") == "int8" else "float"
+
+
 def export_weights(folder: Path | str) -> str:
     """``"int8"`` or ``"float"``: how the ONNX export in ``folder`` stores its weights (module doc)."""
-    return "int8" if _manifest(Path(folder)).get("weights") == "int8" else "float"
+    return _weights_kind(_manifest(Path(folder)))
 
 
 def _special_ids(tokenizer: Any, tok_config: dict[str, Any]) -> set[int]:
@@ -291,7 +292,7 @@ class OnnxSpladeEncoder:
         # An ONNX-only folder is its source checkpoint without the weights: the source's identity.
         fingerprint = (str(manifest["checkpoint_fingerprint"]) if manifest.get("onnx_only")
                        else checkpoint_fingerprint(folder))
-        self.weights = "int8" if manifest.get("weights") == "int8" else "float"  # as export_weights says
+        self.weights = _weights_kind(manifest)
         if self.weights == "int8":  # other vectors than torch's: never the same id (module doc)
             fingerprint = hashlib.sha1((fingerprint + ":int8").encode()).hexdigest()[:12]
         self.output_vocab_size: int | None = None
