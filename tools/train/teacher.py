@@ -102,8 +102,9 @@ class MemoTeacher:
         if self._db is None or not texts:
             return
         keys = {self._key(t, kind): t for t in texts}
-        for i in range(0, len(keys), 500):
-            chunk = list(keys)[i:i + 500]
+        listed = list(keys)
+        for i in range(0, len(listed), 500):  # SQLite's bound on parameters per statement
+            chunk = listed[i:i + 500]
             rows = self._db.execute(f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk)
             for key, blob in rows:
                 self._seen[(keys[key], kind)] = torch.from_numpy(np.frombuffer(blob, dtype=np.float32).copy())
@@ -156,15 +157,10 @@ class SparseTeacher:
         import torch
 
         from codelsr.queries import encode_query
+        from tools.train.evaluate import score_matrix
 
         new = list(dict.fromkeys(d for d in docs if d not in self._docs))
         if new:
             self._docs.update(zip(new, self.encoder.encode_documents(new)))
         qv = [encode_query(self.encoder, q) for q in queries]
-        out = torch.zeros((len(queries), len(docs)), dtype=torch.float32)
-        for j, d in enumerate(docs):
-            dv = self._docs[d]
-            for i, q in enumerate(qv):
-                small, big = (q, dv) if len(q) < len(dv) else (dv, q)
-                out[i, j] = sum(w * big.get(t, 0.0) for t, w in small.items())
-        return out
+        return torch.from_numpy(score_matrix([self._docs[d] for d in docs], qv)).float()

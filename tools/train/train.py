@@ -462,17 +462,19 @@ def train(cfg: Config) -> dict[str, Any]:
         d = model.encode(docs, cfg.max_length_doc)  # shape (bs + n_neg, vocab)
         scores = q @ d.T  # shape (bs, bs + n_neg); positives on the diagonal
         rank_loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(idx), device=q.device))
+        log_p = torch.log_softmax(scores, dim=1)
+
+        def kl_to(teacher_logits: Any) -> Any:  # KL(teacher || student) over each query's documents
+            target = torch.softmax(teacher_logits.to(scores.device), dim=1)
+            return torch.nn.functional.kl_div(log_p, target, reduction="batchmean")
+
         distill = torch.zeros((), device=q.device)
         if teacher is not None:
             teacher_scores = teacher.embed(queries, "query") @ teacher.embed(docs, "passage").T
-            target = torch.softmax(teacher_scores / cfg.teacher_temperature, dim=1)
-            distill = torch.nn.functional.kl_div(torch.log_softmax(scores, dim=1), target.to(scores.device),
-                                                 reduction="batchmean")
+            distill = kl_to(teacher_scores / cfg.teacher_temperature)
         sparse_distill = torch.zeros((), device=q.device)
         if sparse_teacher is not None:
-            target = torch.softmax(sparse_teacher.scores(queries, docs), dim=1)
-            sparse_distill = torch.nn.functional.kl_div(torch.log_softmax(scores, dim=1), target.to(scores.device),
-                                                        reduction="batchmean")
+            sparse_distill = kl_to(sparse_teacher.scores(queries, docs))
         ramp = min(1.0, (step + 1) / max(1, cfg.flops_ramp)) ** 2
         reg = ramp * (cfg.lambda_q * flops(q) + cfg.lambda_d * flops(d))
         anchored = anchor.loss(docs, d) if anchor is not None else torch.zeros((), device=q.device)
