@@ -290,6 +290,29 @@ def test_the_hand_written_questions_name_real_pages_and_count_their_best_ranked_
     assert all(0 <= g < len(corpus) for gs in gold for g in gs)
 
 
+def test_the_problem_statements_are_long_carry_code_and_do_not_name_their_answer():
+    import re
+    import statistics
+
+    from tools.train.evaluate import PROBLEMS_FILE, problem_validation_task
+
+    items = [json.loads(line) for line in PROBLEMS_FILE.read_text().splitlines() if line.strip()]
+    assert len(items) >= 60 and all(item["query"] and item["gold"] for item in items)
+    assert all(g.split("/")[0] in D.VALID_PACKAGES for item in items for g in item["gold"])
+    assert len({tuple(sorted(item["gold"])) for item in items}) == len(items)  # no gold set twice
+    assert statistics.median(len(item["query"]) for item in items) >= 250
+    assert sum("\n" in item["query"] and re.search(r"[=(]", item["query"]) is not None for item in items) >= 0.9 * len(items)
+    for item in items:  # the answer's own identifier (snake_case or CamelCase) is not in the question
+        for g in item["gold"]:
+            name = g.split("::")[1].split(".")[-1]
+            if "_" in name.strip("_") or name != name.lower():
+                assert not re.search(rf"\b{re.escape(name)}\b", item["query"]), (name, item["query"][:80])
+    if not set(D.VALID_PACKAGES) & set(D.installed_packages(exclude=())):
+        pytest.skip("none of the validation packages is installed here")
+    queries, corpus, gold = problem_validation_task()
+    assert len(queries) >= len(items) // 2 and all(0 <= g < len(corpus) for gs in gold for g in gs)
+
+
 def test_a_weight_soup_is_each_model_at_its_ends_the_mean_between_and_a_model_the_encoder_loads(tmp_path: Path):
     pytest.importorskip("torch", reason=SPLADE_EXTRA)
     import torch

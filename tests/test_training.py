@@ -237,6 +237,21 @@ def test_a_training_vocabulary_scores_only_its_rows_and_bounds_the_output_space(
     terms = set(enc._tokenizer.convert_ids_to_tokens(kept))
     vec = enc.encode_documents(["def parse(line): return line.split(':')"])[0]
     assert vec and set(vec) <= terms
+    # A snapshot of the run's checkpoint is the model the run wrote, bounded by the trained rows.
+    from tools.train.snapshot import write_snapshot
+
+    snap = tmp_path / "snap"
+    assert write_snapshot(run, snap)["step"] == 2 and json.loads((snap / "snapshot.json").read_text())["step"] == 2
+    assert json.loads((snap / "output_vocab.json").read_text())["token_ids"] == sorted(ids)
+    text = ["def parse(line): return line.split(':')"]
+    whole = SpladeEncoder(str(out), device="cpu", output_vocab=False).encode_documents(text)[0]
+    assert SpladeEncoder(str(snap), device="cpu", output_vocab=False).encode_documents(text)[0] == pytest.approx(whole, rel=1e-5)
+    assert set(SpladeEncoder(str(snap), device="cpu").encode_documents(text)[0]) >= set(vec)
+    with pytest.raises(FileExistsError):
+        write_snapshot(run, snap)
+    with pytest.raises(FileNotFoundError):
+        write_snapshot(tmp_path / "runs" / "none", tmp_path / "snap2")
+    assert not (tmp_path / "snap2").exists()
     # A resumed run trains the same rows: the saved vocabulary is read back, not rebuilt.
     (run / "train_vocab.json").write_text(json.dumps({**vocab, "token_ids": sorted(ids)[:60], "terms": 60}))
     assert main([*argv[:argv.index("--max-steps") + 1], "3", *argv[argv.index("--max-steps") + 2:]]) == 0

@@ -181,6 +181,7 @@ def long_validation_task(cache_dir: str = "tools/train/runs/cache") -> tuple[lis
 
 
 QUESTIONS_FILE = Path(__file__).with_name("validation_questions.jsonl")
+PROBLEMS_FILE = Path(__file__).with_name("validation_problems.jsonl")
 
 
 def question_validation_task(path: Path = QUESTIONS_FILE) -> tuple[list[Pair], list[Pair], list[list[int]]]:
@@ -201,6 +202,16 @@ def question_validation_task(path: Path = QUESTIONS_FILE) -> tuple[list[Pair], l
             queries.append(Pair(item["query"], "", "", "", ""))
             gold.append(found)
     return queries, pages, gold
+
+
+def problem_validation_task(path: Path = PROBLEMS_FILE) -> tuple[list[Pair], list[Pair], list[list[int]]]:
+    """Hand-written problem statements about the held-out packages, the shape of DS-1000's prompts
+    and of agents' task descriptions: a few lines of situation and need with code (an attempt,
+    sample data, a traceback), which do not name the API that answers them; against the same
+    449 reference pages as ``validation-questions``. Read as search reads long queries. Written
+    without looking at any eval task's queries, to choose by the failure DS-1000 and ODEX show
+    (long prose-and-code queries over documentation) on data we may choose by."""
+    return question_validation_task(path)
 
 
 def bm25s_metrics(queries: Sequence[Pair], corpus: Sequence[Pair], gold: Sequence[Any] | None = None) -> dict[str, float]:
@@ -290,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dtype", default="float32", help="SPLADE inference dtype (float32 or bfloat16)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N queries (corpus unchanged)")
     ap.add_argument("--task", choices=["mined-docstrings", "validation", "validation-prose", "validation-long",
-                                           "validation-questions"], default="mined-docstrings")
+                                           "validation-questions", "validation-problems"],
+                    default="mined-docstrings")
     ap.add_argument("--sweep", nargs="*", type=float,
                     help="lexical weights to sweep (splade:, onnx: and asym:<query folder>::<document folder> only)")
     ap.add_argument("--exclude-scored", action="store_true",
@@ -305,10 +317,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validation-prose": lambda: (*prose_validation_task(), None),
         "validation-long": long_validation_task,
         "validation-questions": question_validation_task,
+        "validation-problems": problem_validation_task,
     }
     queries, corpus, gold = tasks[args.task]()
     gold = list(gold) if gold is not None else list(range(len(queries)))
-    as_served = args.task == "validation-long"  # long queries: read as search reads them (codelsr.queries)
+    # long queries: read as search reads them (codelsr.queries), in pieces of the encoder's window
+    as_served = args.task in ("validation-long", "validation-problems")
     if args.limit:
         queries, gold = queries[: args.limit], gold[: args.limit]
     print(f"{args.task}: {len(queries)} queries, {len(corpus)} documents", file=sys.stderr)
