@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tools.train.train import save_model_folder
+
 CHECKPOINT = "checkpoint.pt"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 def write_snapshot(run: Path, out: Path, *, dtype: str = "float32") -> dict[str, Any]:
@@ -41,10 +42,7 @@ def write_snapshot(run: Path, out: Path, *, dtype: str = "float32") -> dict[str,
     stage = out.with_name(out.name + ".tmp")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    net.to(getattr(torch, dtype)).save_pretrained(str(stage), safe_serialization=True)
-    (stage / "generation_config.json").unlink(missing_ok=True)
-    for f in TOKENIZER_FILES:
-        shutil.copy(start / f, stage / f)
+    save_model_folder(net, start, stage, dtype)
     state = ckpt.get("state", {})
     info: dict[str, Any] = {"run": str(run), "step": state.get("step"),
                             "train_minutes": round(state.get("seconds", 0.0) / 60, 1), "dtype": dtype}

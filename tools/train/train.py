@@ -586,22 +586,27 @@ def _checkpoint(path: Path, model: Encoder, opt: Any, state: dict[str, Any]) -> 
     os.replace(tmp, path)
 
 
+def save_model_folder(net: Any, start: Path, out: Path, dtype: str) -> None:
+    """Write ``net`` as a model folder the encoders load: its weights in ``dtype`` (recorded in
+    ``config.json``) and ``start``'s tokenizer. ``net`` is left on the CPU in ``dtype``."""
+    import torch
+
+    net.to("cpu").to(getattr(torch, dtype)).save_pretrained(str(out), safe_serialization=True)
+    cfg_json = json.loads((out / "config.json").read_text())
+    cfg_json["dtype"] = dtype
+    (out / "config.json").write_text(json.dumps(cfg_json, indent=2) + "\n")
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(start / f, out / f)
+    (out / "generation_config.json").unlink(missing_ok=True)
+
+
 def write_model(model: Encoder, start: Path, cfg: Config, state: dict[str, Any], train_pairs: Sequence[D.Pair]) -> dict[str, Any]:
     import torch
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    net = model.net
-    dtype = getattr(torch, cfg.save_dtype)
-    net.to("cpu").to(dtype).save_pretrained(str(out), safe_serialization=True)
-    net.to(torch.float32).to(model.device)
-    cfg_json = json.loads((out / "config.json").read_text())
-    cfg_json["dtype"] = cfg.save_dtype
-    (out / "config.json").write_text(json.dumps(cfg_json, indent=2) + "\n")
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(start / f, out / f)
-    for extra in ("generation_config.json",):
-        (out / extra).unlink(missing_ok=True)
+    save_model_folder(model.net, start, out, cfg.save_dtype)
+    model.net.to(torch.float32).to(model.device)
     info = {
         "base": D.BASE_DIST + " (" + D.BASE_WHEEL_DIR + ")",
         "train_pairs": len(train_pairs),
