@@ -117,13 +117,13 @@ def test_distillation_with_prose_runs_end_to_end_on_a_tiny_budget(tmp_path: Path
         "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
         "--max-steps", "2", "--max-length-doc", "64", "--eval-length-doc", "64", "--save-dtype", "float32",
         "--teacher", "minilm", "--prose", "--exclude-scored", "--output-vocab-min-df", "0", "--anchor-weight", "0.1",
-        "--sparse-teacher", str(SHIPPED_MODEL), "--sparse-distill-weight", "0.5",
+        "--sparse-teacher", str(SHIPPED_MODEL), "--sparse-distill-weight", "0.5", "--sparse-term-weight", "2",
     ])  # fmt: skip
     assert rc == 0
     info = json.loads((out / "training.json").read_text())
     card = (out / "README.md").read_text()
     assert "--anchor-weight 0.1" in card  # the card's command repeats the run
-    assert f"--sparse-teacher {SHIPPED_MODEL} --sparse-distill-weight 0.5" in card
+    assert f"--sparse-teacher {SHIPPED_MODEL} --sparse-distill-weight 0.5 --sparse-term-weight 2" in card
     assert info["teacher"] == "minilm" and info["prose_pairs"] == 4 and info["train_pairs"] == 12
     # No --teacher-temperature: the teacher's own (MiniLM was trained at scale 20), and the run says so.
     assert json.loads((tmp_path / "runs" / "t" / "config.json").read_text())["teacher_temperature"] == 0.05
@@ -132,6 +132,7 @@ def test_distillation_with_prose_runs_end_to_end_on_a_tiny_budget(tmp_path: Path
     ckpt_state = torch.load(tmp_path / "runs" / "t" / "checkpoint.pt", weights_only=False)["state"]
     assert all(rec["kl"] > 0 for rec in ckpt_state["history"])  # the teacher's loss term was there
     assert all(rec["kl_sparse"] > 0 for rec in ckpt_state["history"])  # and the sparse teacher's
+    assert all(rec["term_gap"] > 0 for rec in ckpt_state["history"])  # and its terms'
     cached = list((tmp_path / "runs" / "cache").glob("prose-*.jsonl.gz"))
     assert len(cached) == 1 and D.read_pairs(cached[0])
 
@@ -212,6 +213,43 @@ def test_the_sparse_teacher_scores_by_the_served_models_dot_products_reading_lon
     # A long query's row is not the one its first window alone would give (the last line names the bug).
     first_window = served.encode_queries([long_query])[0]
     assert scores[1, 0] > sum(w * dvecs[0].get(t, 0.0) for t, w in first_window.items())
+
+
+def test_the_term_shortfall_is_the_student_below_the_sparse_teachers_own_terms_in_the_students_columns():
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    import torch
+
+    from tools.train.teacher import SparseTeacher
+    from tools.train.train import Encoder, term_shortfall
+
+    full = Encoder(SHIPPED_MODEL, "cpu", bf16=False)
+    ids = full.tok.convert_tokens_to_ids(["header", "line", "split", "zebra"])
+    narrow = Encoder(SHIPPED_MODEL, "cpu", bf16=False, vocab_ids=ids)
+    targets = narrow.term_targets([{"line": 1.5, "header": 0.5, "socket": 2.0}, {}])
+    columns = {tok: c for c, tok in enumerate(full.tok.convert_ids_to_tokens(sorted(ids)))}  # token-id order
+    assert targets.shape == (2, 4)
+    assert targets[0, columns["line"]] == 1.5 and targets[0, columns["header"]] == 0.5
+    assert targets.sum() == 2.0  # "socket" is outside the training vocabulary: dropped
+    # Only the teacher's terms count, only where the student is below, and a text without terms adds 0.
+    logits = torch.full((2, 4), -4.0)
+    logits[0, columns["header"]] = 5.0  # log1p(softplus(5)) = 1.79, above the teacher: no penalty
+    logits[0, columns["zebra"]] = 9.0  # a term of the student's own: no penalty
+    logits[0, columns["line"]] = -2.0  # not activated at all (ReLU gives 0 and no gradient)
+    logits.requires_grad_(True)
+    loss = term_shortfall(logits, targets)
+    line_weight = torch.log1p(torch.nn.functional.softplus(torch.tensor(-2.0))).item()
+    assert loss.item() == pytest.approx(((1.5 - line_weight) ** 2 / 2 + 0) / 2, rel=1e-5)
+    loss.backward()
+    assert logits.grad[0, columns["line"]] < 0  # descending the loss raises the dropped term
+    assert logits.grad[0, columns["zebra"]] == 0 and logits.grad[0, columns["header"]] == 0
+    assert not logits.grad[1].any()
+    # The teacher's vectors and its scores are the same vectors: scores are their dot products.
+    teacher = SparseTeacher(str(SHIPPED_MODEL))
+    docs = ["def parse_header(line):\n    return line.split(':', 1)", "def add(a, b):\n    return a + b"]
+    qv, dv = teacher.vectors(["split a header line"], docs)
+    assert teacher.scores(["split a header line"], docs)[0].tolist() == pytest.approx(
+        [sum(w * d.get(t, 0.0) for t, w in qv[0].items()) for d in dv], rel=1e-5)
+    assert full.term_targets(dv)[0].count_nonzero() == len(dv[0])  # full vocabulary: every term kept
 
 
 @pytest.mark.slow
@@ -517,3 +555,21 @@ def test_the_head_learning_rate_is_a_second_group_that_leaves_the_tied_decoder_w
     assert len(head_ids) + len(body["params"]) == len(list(net.parameters()))
     (only,) = param_groups(net, 1e-4, 1e-4)  # equal rates: one group, as older checkpoints hold
     assert len(only["params"]) == len(list(net.parameters()))
+
+
+def test_the_library_split_keeps_the_held_out_pages_and_gold_and_adds_only_training_documents():
+    from tools.train.evaluate import library_validation_task, problem_validation_task, question_validation_task
+
+    problems, pages, gold_p = problem_validation_task()
+    questions, _, gold_q = question_validation_task()
+    if not pages:
+        pytest.skip("none of the validation packages is installed here")
+    queries, corpus, gold = library_validation_task()
+    assert [q.query for q in queries] == [q.query for q in problems + questions]
+    assert gold == gold_p + gold_q and corpus[: len(pages)] == pages  # gold indices still name the same pages
+    distractors = corpus[len(pages):]
+    assert len(distractors) > 10 * len(pages)  # a library of documentation, not a page list
+    assert len({p.code for p in corpus}) == len(corpus)  # no page twice, no distractor equal to a gold page
+    excluded = D.excluded_names(exclude_scored=True) | frozenset(D.VALID_PACKAGES)
+    P.check_clean(distractors, excluded)  # training documents only: no held-out, eval or scored library
+    assert not {p.package for p in distractors} & set(D.VALID_PACKAGES)

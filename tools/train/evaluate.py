@@ -214,6 +214,31 @@ def problem_validation_task(path: Path = PROBLEMS_FILE) -> tuple[list[Pair], lis
     return question_validation_task(path)
 
 
+def library_validation_task(cache_dir: str = "tools/train/runs/cache") -> tuple[list[Pair], list[Pair], list[list[int]]]:
+    """``validation-problems`` and ``validation-questions`` together, over the held-out packages'
+    449 reference pages *plus* the trainer's prose documents as distractors (reference pages and
+    README sections of every training package, about 7,600): a documentation corpus of many
+    libraries, the situation of DS-1000 and ODEX over DevDocs (13k pages of 13 libraries), where
+    the right page must beat thousands of pages about other libraries. The distractors are
+    training documents, never eval data; the gold pages are never trained on. Queries are read as
+    search reads them (long ones in pieces)."""
+    from tools.train import data as D
+    from tools.train.train import Config, cached_prose_pairs
+
+    problems, pages, gold_p = problem_validation_task()
+    questions, _, gold_q = question_validation_task()
+    train, _, _ = D.training_pairs(Path(cache_dir), exclude_scored=True, log=lambda *a: None)
+    packages = sorted({p.package for p in train})
+    prose = cached_prose_pairs(Path(cache_dir), packages, Config(exclude_scored=True))
+    seen = {p.code for p in pages}
+    distractors = []
+    for p in prose:
+        if p.code not in seen:
+            seen.add(p.code)
+            distractors.append(p)
+    return problems + questions, pages + distractors, gold_p + gold_q
+
+
 def bm25s_metrics(queries: Sequence[Pair], corpus: Sequence[Pair], gold: Sequence[Any] | None = None) -> dict[str, float]:
     """bm25s (Lucene BM25, k1 1.5, b 0.75) over codelsr's code-aware terms, for comparison."""
     import bm25s
@@ -301,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dtype", default="float32", help="SPLADE inference dtype (float32 or bfloat16)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N queries (corpus unchanged)")
     ap.add_argument("--task", choices=["mined-docstrings", "validation", "validation-prose", "validation-long",
-                                           "validation-questions", "validation-problems"],
+                                           "validation-questions", "validation-problems", "validation-library"],
                     default="mined-docstrings")
     ap.add_argument("--sweep", nargs="*", type=float,
                     help="lexical weights to sweep (splade:, onnx: and asym:<query folder>::<document folder> only)")
@@ -318,11 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validation-long": long_validation_task,
         "validation-questions": question_validation_task,
         "validation-problems": problem_validation_task,
+        "validation-library": library_validation_task,
     }
     queries, corpus, gold = tasks[args.task]()
     gold = list(gold) if gold is not None else list(range(len(queries)))
     # long queries: read as search reads them (codelsr.queries), in pieces of the encoder's window
-    as_served = args.task in ("validation-long", "validation-problems")
+    as_served = args.task in ("validation-long", "validation-problems", "validation-library")
     if args.limit:
         queries, gold = queries[: args.limit], gold[: args.limit]
     print(f"{args.task}: {len(queries)} queries, {len(corpus)} documents", file=sys.stderr)

@@ -152,15 +152,24 @@ class SparseTeacher:
         self.name = f"splade:{Path(folder).name}"
         self._docs: dict[str, dict[str, float]] = {}
 
-    def scores(self, queries: Sequence[str], docs: Sequence[str]) -> Any:
-        """(len(queries), len(docs)) float32 dot products of the teacher's sparse vectors."""
-        import torch
-
+    def vectors(self, queries: Sequence[str], docs: Sequence[str]) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+        """(query vectors, document vectors): the teacher's sparse vectors, word piece -> weight."""
         from codelsr.queries import encode_query
-        from tools.train.evaluate import score_matrix
 
         new = list(dict.fromkeys(d for d in docs if d not in self._docs))
         if new:
             self._docs.update(zip(new, self.encoder.encode_documents(new)))
-        qv = [encode_query(self.encoder, q) for q in queries]
-        return torch.from_numpy(score_matrix([self._docs[d] for d in docs], qv)).float()
+        return [encode_query(self.encoder, q) for q in queries], [self._docs[d] for d in docs]
+
+    @staticmethod
+    def scores_of(query_vectors: Sequence[dict[str, float]], doc_vectors: Sequence[dict[str, float]]) -> Any:
+        """(len(queries), len(docs)) float32 dot products of sparse vectors."""
+        import torch
+
+        from tools.train.evaluate import score_matrix
+
+        return torch.from_numpy(score_matrix(doc_vectors, query_vectors)).float()
+
+    def scores(self, queries: Sequence[str], docs: Sequence[str]) -> Any:
+        """(len(queries), len(docs)) float32 dot products of the teacher's sparse vectors."""
+        return self.scores_of(*self.vectors(queries, docs))

