@@ -325,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", default="float32", help="SPLADE inference dtype (float32 or bfloat16)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N queries (corpus unchanged)")
+    ap.add_argument("--skip", type=int, default=0,
+                    help="leave out the first N queries, before --limit (validation-library: --limit 87 is its "
+                         "problem statements, --skip 87 its questions)")
     ap.add_argument("--task", choices=["mined-docstrings", "validation", "validation-prose", "validation-long",
                                            "validation-questions", "validation-problems", "validation-library"],
                     default="mined-docstrings")
@@ -349,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     gold = list(gold) if gold is not None else list(range(len(queries)))
     # long queries: read as search reads them (codelsr.queries), in pieces of the encoder's window
     as_served = args.task in ("validation-long", "validation-problems", "validation-library")
+    if args.skip:
+        queries, gold = queries[args.skip :], gold[args.skip :]
     if args.limit:
         queries, gold = queries[: args.limit], gold[: args.limit]
     print(f"{args.task}: {len(queries)} queries, {len(corpus)} documents", file=sys.stderr)
