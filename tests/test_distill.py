@@ -215,7 +215,7 @@ def test_the_sparse_teacher_scores_by_the_served_models_dot_products_reading_lon
     assert scores[1, 0] > sum(w * dvecs[0].get(t, 0.0) for t, w in first_window.items())
 
 
-def test_the_term_shortfall_is_the_student_below_the_sparse_teachers_own_terms_in_the_students_columns():
+def test_the_term_shortfall_is_the_student_below_the_sparse_teachers_own_terms_in_the_students_columns(tmp_path: Path):
     pytest.importorskip("torch", reason=SPLADE_EXTRA)
     import torch
 
@@ -250,6 +250,10 @@ def test_the_term_shortfall_is_the_student_below_the_sparse_teachers_own_terms_i
     assert teacher.scores(["split a header line"], docs)[0].tolist() == pytest.approx(
         [sum(w * d.get(t, 0.0) for t, w in qv[0].items()) for d in dv], rel=1e-5)
     assert full.term_targets(dv)[0].count_nonzero() == len(dv[0])  # full vocabulary: every term kept
+    from tools.train.train import main
+
+    with pytest.raises(ValueError, match="--sparse-teacher"):  # a term target needs a teacher to take terms from
+        main(["--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "model"), "--sparse-term-weight", "1"])
 
 
 @pytest.mark.slow

@@ -407,6 +407,9 @@ def train(cfg: Config) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(cfg.threads)
+    if cfg.sparse_term_weight > 0 and not cfg.sparse_teacher:
+        raise ValueError("--sparse-term-weight holds the student to a sparse teacher's terms: "
+                         "add --sparse-teacher <SPLADE folder> (the shipped model, for example)")
     if cfg.teacher and not cfg.teacher_temperature:
         from tools.train.teacher import TEMPERATURES
 
