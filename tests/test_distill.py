@@ -572,7 +572,14 @@ def test_the_library_split_keeps_the_held_out_pages_and_gold_and_adds_only_train
     assert [q.query for q in queries] == [q.query for q in problems + questions]
     assert gold == gold_p + gold_q and corpus[: len(pages)] == pages  # gold indices still name the same pages
     distractors = corpus[len(pages):]
-    assert len(distractors) > 10 * len(pages)  # a library of documentation, not a page list
+    # The distractors are the trainer's prose documents (how many depends on what is installed).
+    from tools.train.train import Config, cached_prose_pairs
+
+    cache = Path("tools/train/runs/cache")  # the task's own default, relative to the repository root
+    train, _, _ = D.training_pairs(cache, exclude_scored=True, log=lambda *a: None)
+    prose = cached_prose_pairs(cache, sorted({p.package for p in train}), Config(exclude_scored=True))
+    assert {p.code for p in distractors} == {p.code for p in prose} - {p.code for p in pages}
+    assert len(distractors) > len(pages)  # a library of documentation, not a page list
     assert len({p.code for p in corpus}) == len(corpus)  # no page twice, no distractor equal to a gold page
     excluded = D.excluded_names(exclude_scored=True) | frozenset(D.VALID_PACKAGES)
     P.check_clean(distractors, excluded)  # training documents only: no held-out, eval or scored library
