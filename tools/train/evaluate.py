@@ -184,13 +184,15 @@ QUESTIONS_FILE = Path(__file__).with_name("validation_questions.jsonl")
 PROBLEMS_FILE = Path(__file__).with_name("validation_problems.jsonl")
 
 
-def question_validation_task(path: Path = QUESTIONS_FILE) -> tuple[list[Pair], list[Pair], list[list[int]]]:
+def question_validation_task(path: Path = QUESTIONS_FILE, pages: Sequence[Pair] | None = None
+                             ) -> tuple[list[Pair], list[Pair], list[list[int]]]:
     """Hand-written questions about the held-out packages' APIs, as a developer would ask them
     ("ask the user a yes or no question in the terminal"), against the same 449 reference pages as
     ``validation-prose``: (queries, corpus, gold page indices of each query). Written for issue 13
     to choose prose settings by rule: summaries queried against their own page are easier than
-    questions. A question whose gold pages are missing (another version of a package) is skipped."""
-    pages, _ = prose_validation_task()
+    questions. A question whose gold pages are missing (another version of a package) is skipped.
+    ``pages``: the reference pages when the caller has them already (they are mined from source)."""
+    pages = list(pages) if pages is not None else prose_validation_task()[0]
     index = {f"{p.path}::{p.qualname}": i for i, p in enumerate(pages)}
     queries, gold = [], []
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -204,14 +206,15 @@ def question_validation_task(path: Path = QUESTIONS_FILE) -> tuple[list[Pair], l
     return queries, pages, gold
 
 
-def problem_validation_task(path: Path = PROBLEMS_FILE) -> tuple[list[Pair], list[Pair], list[list[int]]]:
+def problem_validation_task(path: Path = PROBLEMS_FILE, pages: Sequence[Pair] | None = None
+                            ) -> tuple[list[Pair], list[Pair], list[list[int]]]:
     """Hand-written problem statements about the held-out packages, the shape of DS-1000's prompts
     and of agents' task descriptions: a few lines of situation and need with code (an attempt,
     sample data, a traceback), which do not name the API that answers them; against the same
     449 reference pages as ``validation-questions``. Read as search reads long queries. Written
     without looking at any eval task's queries, to choose by the failure DS-1000 and ODEX show
     (long prose-and-code queries over documentation) on data we may choose by."""
-    return question_validation_task(path)
+    return question_validation_task(path, pages)
 
 
 def library_validation_task(cache_dir: str = "tools/train/runs/cache") -> tuple[list[Pair], list[Pair], list[list[int]]]:
@@ -226,7 +229,7 @@ def library_validation_task(cache_dir: str = "tools/train/runs/cache") -> tuple[
     from tools.train.train import Config, cached_prose_pairs
 
     problems, pages, gold_p = problem_validation_task()
-    questions, _, gold_q = question_validation_task()
+    questions, _, gold_q = question_validation_task(pages=pages)  # the same pages, mined once
     train, _, _ = D.training_pairs(Path(cache_dir), exclude_scored=True, log=lambda *a: None)
     packages = sorted({p.package for p in train})
     prose = cached_prose_pairs(Path(cache_dir), packages, Config(exclude_scored=True))

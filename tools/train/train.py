@@ -23,6 +23,7 @@ and cheaper.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -176,19 +177,23 @@ class Encoder:
         reps = activate(pooled, keep=self.keep)  # the encoder's own activation: shape (batch, vocab)
         return (reps, pooled) if with_logits else reps
 
+    @functools.cached_property
+    def column_of_term(self) -> dict[str, int]:
+        """Word piece -> its column in ``encode``'s output (the training vocabulary's, when set)."""
+        ids = self.vocab_ids.tolist() if self.vocab_ids is not None else range(self.net.config.vocab_size)
+        column_of_id = {i: c for c, i in enumerate(ids)}
+        return {t: column_of_id[i] for t, i in self.tok.get_vocab().items() if i in column_of_id}
+
     def term_targets(self, vectors: Sequence[dict[str, float]]) -> Any:
         """Sparse vectors (word piece -> weight, e.g. a :class:`tools.train.teacher.SparseTeacher`'s)
         as a (len(vectors), columns) tensor in ``encode``'s columns; a word piece outside the
         training vocabulary is dropped (the student cannot score it)."""
         import torch
 
-        if not hasattr(self, "_column_of"):
-            ids = self.vocab_ids.tolist() if self.vocab_ids is not None else range(self.net.config.vocab_size)
-            column_of_id = {i: c for c, i in enumerate(ids)}
-            self._column_of = {t: column_of_id[i] for t, i in self.tok.get_vocab().items() if i in column_of_id}
+        column_of = self.column_of_term
         out = torch.zeros((len(vectors), int(self.keep.numel())), device=self.device)
         for row, vec in enumerate(vectors):
-            cols = [(self._column_of[t], w) for t, w in vec.items() if t in self._column_of]
+            cols = [(column_of[t], w) for t, w in vec.items() if t in column_of]
             if cols:
                 c, w = zip(*cols)
                 out[row, list(c)] = torch.tensor(w, device=self.device)
