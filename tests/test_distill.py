@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHIPPED_MODEL, SPLADE_EXTRA, shipped_model_as_base
+from conftest import CHECKPOINT_MODEL, SPLADE_EXTRA, shipped_model_as_base
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # evals/ and tools/ are repo folders, not installed packages
@@ -117,13 +117,13 @@ def test_distillation_with_prose_runs_end_to_end_on_a_tiny_budget(tmp_path: Path
         "--packages", "idna", "yaml", "packaging", "--max-pairs", "8", "--batch-size", "4",
         "--max-steps", "2", "--max-length-doc", "64", "--eval-length-doc", "64", "--save-dtype", "float32",
         "--teacher", "minilm", "--prose", "--exclude-scored", "--output-vocab-min-df", "0", "--anchor-weight", "0.1",
-        "--sparse-teacher", str(SHIPPED_MODEL), "--sparse-distill-weight", "0.5", "--sparse-term-weight", "2",
+        "--sparse-teacher", str(CHECKPOINT_MODEL), "--sparse-distill-weight", "0.5", "--sparse-term-weight", "2",
     ])  # fmt: skip
     assert rc == 0
     info = json.loads((out / "training.json").read_text())
     card = (out / "README.md").read_text()
     assert "--anchor-weight 0.1" in card  # the card's command repeats the run
-    assert f"--sparse-teacher {SHIPPED_MODEL} --sparse-distill-weight 0.5 --sparse-term-weight 2" in card
+    assert f"--sparse-teacher {CHECKPOINT_MODEL} --sparse-distill-weight 0.5 --sparse-term-weight 2" in card
     assert info["teacher"] == "minilm" and info["prose_pairs"] == 4 and info["train_pairs"] == 12
     # No --teacher-temperature: the teacher's own (MiniLM was trained at scale 20), and the run says so.
     assert json.loads((tmp_path / "runs" / "t" / "config.json").read_text())["teacher_temperature"] == 0.05
@@ -194,8 +194,8 @@ def test_the_sparse_teacher_scores_by_the_served_models_dot_products_reading_lon
     from codelsr.queries import encode_query, prepare_query
     from tools.train.teacher import SparseTeacher
 
-    teacher = SparseTeacher(str(SHIPPED_MODEL))
-    served = load_splade_model(str(SHIPPED_MODEL), **SHIPPED_WINDOWS)
+    teacher = SparseTeacher(str(CHECKPOINT_MODEL))
+    served = load_splade_model(str(CHECKPOINT_MODEL), **SHIPPED_WINDOWS)
     docs = ["def retry_delay(attempt):\n    \"\"\"Seconds to wait before the next attempt.\"\"\"\n    return 2 ** attempt",
             "def parse_header(line):\n    \"\"\"Split an HTTP header line into name and value.\"\"\"\n    return line.split(':', 1)",
             "def open_socket(host, port):\n    \"\"\"Connect a TCP socket to host and port.\"\"\"\n    return socket.create_connection((host, port))"]
@@ -222,9 +222,9 @@ def test_the_term_shortfall_is_the_student_below_the_sparse_teachers_own_terms_i
     from tools.train.teacher import SparseTeacher
     from tools.train.train import Encoder, term_shortfall
 
-    full = Encoder(SHIPPED_MODEL, "cpu", bf16=False)
+    full = Encoder(CHECKPOINT_MODEL, "cpu", bf16=False)
     ids = full.tok.convert_tokens_to_ids(["header", "line", "split", "zebra"])
-    narrow = Encoder(SHIPPED_MODEL, "cpu", bf16=False, vocab_ids=ids)
+    narrow = Encoder(CHECKPOINT_MODEL, "cpu", bf16=False, vocab_ids=ids)
     targets = narrow.term_targets([{"line": 1.5, "header": 0.5, "socket": 2.0}, {}])
     columns = {tok: c for c, tok in enumerate(full.tok.convert_ids_to_tokens(sorted(ids)))}  # token-id order
     assert targets.shape == (2, 4)
@@ -244,7 +244,7 @@ def test_the_term_shortfall_is_the_student_below_the_sparse_teachers_own_terms_i
     assert logits.grad[0, columns["zebra"]] == 0 and logits.grad[0, columns["header"]] == 0
     assert not logits.grad[1].any()
     # The teacher's vectors and its scores are the same vectors: scores are their dot products.
-    teacher = SparseTeacher(str(SHIPPED_MODEL))
+    teacher = SparseTeacher(str(CHECKPOINT_MODEL))
     docs = ["def parse_header(line):\n    return line.split(':', 1)", "def add(a, b):\n    return a + b"]
     qv, dv = teacher.vectors(["split a header line"], docs)
     assert teacher.scores(["split a header line"], docs)[0].tolist() == pytest.approx(
@@ -254,6 +254,42 @@ def test_the_term_shortfall_is_the_student_below_the_sparse_teachers_own_terms_i
 
     with pytest.raises(ValueError, match="--sparse-teacher"):  # a term target needs a teacher to take terms from
         main(["--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "model"), "--sparse-term-weight", "1"])
+
+
+def test_the_own_term_gap_holds_the_texts_own_pieces_to_the_teacher_both_ways_and_leaves_added_terms_free(tmp_path: Path):
+    pytest.importorskip("torch", reason=SPLADE_EXTRA)
+    import torch
+
+    from tools.train.train import Encoder, own_term_gap
+
+    full = Encoder(CHECKPOINT_MODEL, "cpu", bf16=False)
+    ids = full.tok.convert_tokens_to_ids(["find", "rectangular", "number", "zebra"])
+    narrow = Encoder(CHECKPOINT_MODEL, "cpu", bf16=False, vocab_ids=ids)
+    columns = {tok: c for c, tok in enumerate(full.tok.convert_ids_to_tokens(sorted(ids)))}
+    own = narrow.own_columns(["find the rectangular number", "zebra"], max_length=64)
+    assert own.shape == (2, 4)
+    assert own[0].tolist() == [1.0 if t in ("find", "rectangular", "number") else 0.0 for t in sorted(columns, key=columns.get)]
+    assert own[1, columns["zebra"]] == 1 and own[1].sum() == 1  # "the" is outside the training vocabulary
+    assert narrow.own_columns(["find the rectangular number"], max_length=3)[0].sum() == 1  # [CLS] find [SEP]: the cut as encode reads it
+    targets = narrow.term_targets([{"rectangular": 2.0, "number": 1.0, "zebra": 3.0}, {}])
+    logits = torch.full((2, 4), -4.0)
+    logits[0, columns["find"]] = 3.0  # weighed, where the teacher drops it: pulled down
+    logits[0, columns["rectangular"]] = 9.0  # above the teacher: pulled down too (two-sided)
+    logits[0, columns["zebra"]] = 9.0  # not in the text: free, whatever the teacher says
+    logits.requires_grad_(True)
+    loss = own_term_gap(logits, targets, own)
+    w = lambda x: torch.log1p(torch.nn.functional.softplus(torch.tensor(x))).item()  # noqa: E731
+    want_first = ((0 - w(3.0)) ** 2 + (2.0 - w(9.0)) ** 2 + (1.0 - w(-4.0)) ** 2) / 3
+    want_second = (0 - w(-4.0)) ** 2  # "zebra" is the second text's own piece; the teacher gave that text nothing
+    assert loss.item() == pytest.approx((want_first + want_second) / 2, rel=1e-5)
+    loss.backward()
+    assert logits.grad[0, columns["find"]] > 0 and logits.grad[0, columns["rectangular"]] > 0  # descending lowers both
+    assert logits.grad[0, columns["number"]] < 0  # below the teacher: raised
+    assert logits.grad[0, columns["zebra"]] == 0
+    from tools.train.train import main
+
+    with pytest.raises(ValueError, match="--sparse-teacher"):
+        main(["--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "model"), "--own-term-weight", "1"])
 
 
 @pytest.mark.slow
@@ -393,13 +429,13 @@ def test_a_candidate_folder_is_served_under_cand_and_hybrid_cand_with_the_shippe
     pytest.importorskip("onnxruntime", reason=SPLADE_EXTRA)
     import shutil
 
-    from conftest import SHIPPED_MODEL
+    from conftest import CHECKPOINT_MODEL
 
     from codelsr.encoders import registry
     from tools.train.eval_candidate import main, register_candidate
 
-    folder = tmp_path / "cand"  # the whole shipped folder, ONNX export included: served without torch
-    shutil.copytree(SHIPPED_MODEL, folder)
+    folder = tmp_path / "cand"  # a whole checkpoint folder, ONNX export included: served without torch
+    shutil.copytree(CHECKPOINT_MODEL, folder)
     saved = dict(registry.ENCODERS)
     try:
         register_candidate(folder, lexical_weight=0.5)
@@ -427,17 +463,17 @@ def test_an_asymmetric_encoder_reads_queries_with_one_model_and_documents_with_t
     pytest.importorskip("torch", reason=SPLADE_EXTRA)
     import shutil
 
-    from conftest import SHIPPED_MODEL
+    from conftest import CHECKPOINT_MODEL
 
     from tools.train.evaluate import build_encoder
 
     narrow = tmp_path / "narrow"  # the shipped model with half its output terms: another document model
-    shutil.copytree(SHIPPED_MODEL, narrow)
+    shutil.copytree(CHECKPOINT_MODEL, narrow)
     vocab = json.loads((narrow / "output_vocab.json").read_text())
     vocab["token_ids"] = vocab["token_ids"][::2]
     (narrow / "output_vocab.json").write_text(json.dumps(vocab))
-    shipped, halved = build_encoder(f"splade:{SHIPPED_MODEL}"), build_encoder(f"splade:{narrow}")
-    asym = build_encoder(f"asym:{SHIPPED_MODEL}::{narrow}")
+    shipped, halved = build_encoder(f"splade:{CHECKPOINT_MODEL}"), build_encoder(f"splade:{narrow}")
+    asym = build_encoder(f"asym:{CHECKPOINT_MODEL}::{narrow}")
     texts = ["def retry_delay(attempt):\n    return min(30, 2 ** attempt)"]
     questions = ["where is the retry delay computed"]
     assert asym.encode_documents(texts) == halved.encode_documents(texts) != shipped.encode_documents(texts)
@@ -450,10 +486,10 @@ def test_an_asymmetric_encoder_reads_queries_with_one_model_and_documents_with_t
     corpus = [Pair("", t, "pkg", f"f{i}", "", 0) for i, t in enumerate(
         [texts[0], "def confirm(prompt):\n    return input(prompt + ' [y/n] ') == 'y'", "class FileLock: ..."])]
     queries = [Pair(q, "", "pkg", "", "", 0) for q in (questions[0], "ask yes or no")]
-    swept = hybrid_sweep(f"asym:{SHIPPED_MODEL}::{narrow}", queries, corpus, [0.0, 0.5], [0, 1])
+    swept = hybrid_sweep(f"asym:{CHECKPOINT_MODEL}::{narrow}", queries, corpus, [0.0, 0.5], [0, 1])
     assert swept[0.0]["mrr@10"] == evaluate(asym, queries, corpus, [0, 1])["mrr@10"]
     with pytest.raises(ValueError, match="asym:<query folder>::<document folder>"):
-        build_encoder(f"asym:{SHIPPED_MODEL}")
+        build_encoder(f"asym:{CHECKPOINT_MODEL}")
 
 
 @pytest.mark.slow
@@ -479,11 +515,11 @@ def test_a_teacher_is_scored_by_cosine_on_the_same_pairs_as_the_sparse_encoders(
 def test_the_document_anchor_holds_a_documents_own_words_to_the_starting_weights_and_nothing_else():
     pytest.importorskip("torch", reason=SPLADE_EXTRA)
     import torch
-    from conftest import SHIPPED_MODEL
+    from conftest import CHECKPOINT_MODEL
 
     from tools.train.train import DocumentAnchor, Encoder
 
-    start = Encoder(SHIPPED_MODEL, "cpu", bf16=False)
+    start = Encoder(CHECKPOINT_MODEL, "cpu", bf16=False)
     anchor = DocumentAnchor(start, 64)
     texts = ["def retry_delay(attempt):\n    return min(30, 2 ** attempt)", "Ask the user a yes or no question."]
     with torch.no_grad():

@@ -1,4 +1,7 @@
-"""The shipped SPLADE model on ONNX Runtime: same vectors and rankings as torch, no torch needed."""
+"""SPLADE on ONNX Runtime: same vectors and rankings as torch, no torch needed.
+
+The shipped model is an ONNX-only package (int8, no weights for torch), so the torch/ONNX parity
+checks run on a full checkpoint folder with a float export (``conftest.CHECKPOINT_MODEL``)."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from codelsr.encoders.splade.onnx_encoder import (
     export_state,
 )
 from codelsr.errors import EncoderUnavailableError
-from tests.conftest import make_git_repo
+from tests.conftest import CHECKPOINT_MODEL, make_git_repo
 
 SRC = Path(codelsr.__file__).parent
 REPO_ROOT = SRC.parent.parent
@@ -54,13 +57,14 @@ def _real_chunks() -> list[str]:
 
 @pytest.fixture(scope="module")
 def onnx_encoder() -> OnnxSpladeEncoder:
-    return OnnxSpladeEncoder(SHIPPED_MODEL_DIR, **_SHIPPED_OPTIONS)
+    return OnnxSpladeEncoder(CHECKPOINT_MODEL, **_SHIPPED_OPTIONS)
 
 
-def test_the_shipped_model_has_a_current_export():
+def test_the_shipped_model_and_the_checkpoint_have_current_exports():
     assert export_state(SHIPPED_MODEL_DIR) == "current"
-    manifest = json.loads((SHIPPED_MODEL_DIR / ONNX_MANIFEST_FILE).read_text())
-    assert manifest["check"]["documents_min_cosine"] >= 0.999
+    assert export_state(CHECKPOINT_MODEL) == "current"
+    manifest = json.loads((CHECKPOINT_MODEL / ONNX_MANIFEST_FILE).read_text())
+    assert manifest["check"]["documents_min_cosine"] >= 0.999  # a float export: torch's vectors
     assert manifest["check"]["queries_min_cosine"] >= 0.999
 
 
@@ -68,7 +72,7 @@ def test_onnx_vectors_match_torch_per_vector_and_share_the_encoder_id(onnx_encod
     pytest.importorskip("torch")
     from codelsr.encoders.splade import SpladeEncoder
 
-    torch_encoder = SpladeEncoder(str(SHIPPED_MODEL_DIR), device="cpu", dtype="float32", **_SHIPPED_OPTIONS)
+    torch_encoder = SpladeEncoder(str(CHECKPOINT_MODEL), device="cpu", dtype="float32", **_SHIPPED_OPTIONS)
     assert onnx_encoder.encoder_id == torch_encoder.encoder_id
     texts = _real_chunks()
     assert len(texts) > 60
@@ -85,6 +89,9 @@ def test_onnx_vectors_match_torch_per_vector_and_share_the_encoder_id(onnx_encod
 
 def test_top_10_is_identical_on_a_real_repository_for_both_runtimes(tmp_path, monkeypatch):
     pytest.importorskip("torch")
+    from codelsr.encoders import registry
+
+    monkeypatch.setattr(registry, "SHIPPED_MODEL_DIR", CHECKPOINT_MODEL)  # "splade-code-tiny" with torch weights
     from codelsr.index import build_index, open_index
     from codelsr.search import search_index
 
@@ -150,15 +157,15 @@ sys.exit(rc)
 
 
 def _copy_checkpoint(dst: Path) -> Path:
-    shutil.copytree(SHIPPED_MODEL_DIR, dst)
+    shutil.copytree(CHECKPOINT_MODEL, dst)
     return dst
 
 
 def _checkpoint_without_export(dst: Path) -> Path:
-    """The shipped model's weights, config, tokenizer and output vocabulary, without its export."""
+    """The checkpoint's weights, config, tokenizer and output vocabulary, without its export."""
     dst.mkdir()
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "output_vocab.json"):
-        shutil.copy(SHIPPED_MODEL_DIR / name, dst / name)
+        shutil.copy(CHECKPOINT_MODEL / name, dst / name)
     return dst
 
 
@@ -211,10 +218,10 @@ def test_the_export_tool_writes_a_verified_export_for_a_checkpoint_folder(tmp_pa
     report = json.loads(out.stdout)
     assert report["check"]["documents_min_cosine"] >= 0.999 and report["check"]["texts"] == 40
     assert export_state(folder) == "current"
-    # The same numbers as the export shipped with the package.
+    # The same numbers as the export kept with the checkpoint.
     mine = OnnxSpladeEncoder(folder, **_SHIPPED_OPTIONS).encode_documents(_real_chunks()[:30])
-    shipped = OnnxSpladeEncoder(SHIPPED_MODEL_DIR, **_SHIPPED_OPTIONS).encode_documents(_real_chunks()[:30])
-    assert mine == shipped
+    kept = OnnxSpladeEncoder(CHECKPOINT_MODEL, **_SHIPPED_OPTIONS).encode_documents(_real_chunks()[:30])
+    assert mine == kept
 
 
 def test_split_pieces_wraps_each_window_in_the_models_special_tokens():
@@ -237,7 +244,7 @@ def test_doc_pieces_reads_a_long_document_whole_on_both_runtimes(onnx_encoder):
     long_doc = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")[:9000]
     tail_only = "Seismic inverted index quantisation: summaries of postings blocks for pruning."
     doc = long_doc + "\n\n" + tail_only
-    pieced = OnnxSpladeEncoder(SHIPPED_MODEL_DIR, **_SHIPPED_OPTIONS, doc_pieces=16)
+    pieced = OnnxSpladeEncoder(CHECKPOINT_MODEL, **_SHIPPED_OPTIONS, doc_pieces=16)
     assert pieced.encoder_id == onnx_encoder.encoder_id + ":dp16"
     short = [t for t in _real_chunks() if 40 < len(t) < 500][:8]  # well inside 256 word pieces
     assert len(short) == 8
@@ -250,12 +257,12 @@ def test_doc_pieces_reads_a_long_document_whole_on_both_runtimes(onnx_encoder):
     pytest.importorskip("torch")
     from codelsr.encoders.splade import SpladeEncoder
 
-    torch_pieced = SpladeEncoder(str(SHIPPED_MODEL_DIR), device="cpu", dtype="float32", **_SHIPPED_OPTIONS,
+    torch_pieced = SpladeEncoder(str(CHECKPOINT_MODEL), device="cpu", dtype="float32", **_SHIPPED_OPTIONS,
                                  doc_pieces=16)
     assert torch_pieced.encoder_id == pieced.encoder_id
     assert _cosine(torch_pieced.encode_documents([doc])[0], whole) >= 0.999
     with pytest.raises(ValueError, match="doc_pieces"):
-        OnnxSpladeEncoder(SHIPPED_MODEL_DIR, **_SHIPPED_OPTIONS, doc_pieces=0)
+        OnnxSpladeEncoder(CHECKPOINT_MODEL, **_SHIPPED_OPTIONS, doc_pieces=0)
 
 
 def test_int8_rows_round_trip_within_half_a_step_and_read_back_as_float32(tmp_path):
@@ -287,12 +294,12 @@ def test_an_int8_export_is_smaller_close_to_float_and_has_its_own_encoder_id(tmp
     out = _run_export_tool(folder, "--int8")
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout)
-    assert report["weights"] == "int8" and export_weights(folder) == "int8" and export_weights(SHIPPED_MODEL_DIR) == "float"
+    assert report["weights"] == "int8" and export_weights(folder) == "int8" and export_weights(CHECKPOINT_MODEL) == "float"
     assert export_state(folder) == "current"
     for name in (ONNX_GRAPH_FILE, ONNX_EMBEDDINGS_FILE):
-        assert (folder / name).stat().st_size < 0.6 * (SHIPPED_MODEL_DIR / name).stat().st_size, name
+        assert (folder / name).stat().st_size < 0.6 * (CHECKPOINT_MODEL / name).stat().st_size, name
     int8 = OnnxSpladeEncoder(folder, **_SHIPPED_OPTIONS)
-    floats = OnnxSpladeEncoder(SHIPPED_MODEL_DIR, **_SHIPPED_OPTIONS)
+    floats = OnnxSpladeEncoder(CHECKPOINT_MODEL, **_SHIPPED_OPTIONS)
     torch_same_folder = SpladeEncoder(str(folder), device="cpu", dtype="float32", **_SHIPPED_OPTIONS)
     # Other vectors, so another id than both the float export and torch reading the same folder.
     assert int8.encoder_id != floats.encoder_id and int8.encoder_id != torch_same_folder.encoder_id
@@ -321,14 +328,14 @@ def test_an_onnx_only_package_has_no_weights_and_serves_the_same_vectors_under_t
     from codelsr.encoders.registry import load_splade_model
 
     out = tmp_path / "pkg" / "model"
-    manifest = _package(SHIPPED_MODEL_DIR, out)
+    manifest = _package(CHECKPOINT_MODEL, out)
     assert manifest["onnx_only"] and export_state(out) == "current"
     assert not [p for p in out.iterdir() if p.suffix in (".safetensors", ".bin", ".pt")]
     size = sum(p.stat().st_size for p in out.iterdir())
-    assert size < 0.6 * sum(p.stat().st_size for p in SHIPPED_MODEL_DIR.iterdir() if p.is_file())
+    assert size < 0.6 * sum(p.stat().st_size for p in CHECKPOINT_MODEL.iterdir() if p.is_file())
     assert [p.name for p in out.parent.iterdir()] == ["model"]  # the staging folder is gone
     packaged = load_splade_model(str(out), **_SHIPPED_OPTIONS)
-    shipped = load_splade_model(str(SHIPPED_MODEL_DIR), **_SHIPPED_OPTIONS)
+    shipped = load_splade_model(str(CHECKPOINT_MODEL), **_SHIPPED_OPTIONS)
     assert isinstance(packaged, OnnxSpladeEncoder)
     assert packaged.encoder_id == shipped.encoder_id  # indexes built with either stay valid
     assert packaged.encode_queries(QUERIES) == shipped.encode_queries(QUERIES)
@@ -352,8 +359,8 @@ def test_an_onnx_only_folder_that_gained_weights_or_was_damaged_is_stale_and_tor
     from codelsr.encoders.registry import load_splade_model
 
     out = tmp_path / "model"
-    _package(SHIPPED_MODEL_DIR, out)
-    shutil.copy(SHIPPED_MODEL_DIR / "model.safetensors", out / "model.safetensors")
+    _package(CHECKPOINT_MODEL, out)
+    shutil.copy(CHECKPOINT_MODEL / "model.safetensors", out / "model.safetensors")
     assert "weight files (model.safetensors)" in export_state(out)
     with pytest.raises(EncoderUnavailableError, match="no usable ONNX export"):
         OnnxSpladeEncoder(out)
@@ -378,7 +385,7 @@ def test_the_package_tool_refuses_a_folder_without_a_current_export_and_an_exist
     taken = tmp_path / "taken"
     taken.mkdir()
     with pytest.raises(SystemExit, match="exists"):
-        _package(SHIPPED_MODEL_DIR, taken)
+        _package(CHECKPOINT_MODEL, taken)
     assert not (tmp_path / "a").exists() and list(taken.iterdir()) == []
 
 
@@ -396,7 +403,7 @@ def test_a_document_bias_in_config_densifies_documents_only_on_both_runtimes_und
     chunks = _real_chunks()[:30]
     shifted = {"torch": SpladeEncoder(str(folder), device="cpu", dtype="float32", **SHIPPED_WINDOWS),
                "onnx": OnnxSpladeEncoder(folder, **SHIPPED_WINDOWS)}
-    plain = SpladeEncoder(str(SHIPPED_MODEL_DIR), device="cpu", dtype="float32", **SHIPPED_WINDOWS)
+    plain = SpladeEncoder(str(CHECKPOINT_MODEL), device="cpu", dtype="float32", **SHIPPED_WINDOWS)
     plain_docs = plain.encode_documents(chunks)
     for runtime, enc in shifted.items():
         assert enc.document_bias == 1.0 and enc.encoder_id.endswith(":db1")

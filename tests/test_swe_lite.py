@@ -292,7 +292,9 @@ def test_a_splade_query_longer_than_its_window_is_read_to_the_end():
     assert {"jar", "cookie"} <= set(alone)
     assert not {"jar", "cookie"} & set(raw)  # cut at 64 word pieces: the tail is never read
     assert {"jar", "cookie"} <= set(pooled)
-    assert all(pooled[t] >= alone[t] - 1e-6 for t in ("jar", "cookie"))  # max pooling
+    # Max pooling: the tail's own window (the last piece here) counts in full. Within 2 %: the
+    # shipped int8 graph quantises activations with one scale per batch, and the pieces are one batch.
+    assert all(pooled[t] >= 0.98 * alone[t] for t in ("jar", "cookie"))
 
 
 def test_each_half_of_a_hybrid_reads_a_long_query_in_its_own_pieces():

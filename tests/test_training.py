@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHIPPED_MODEL, SPLADE_EXTRA, shipped_model_as_base
+from conftest import CHECKPOINT_MODEL, SPLADE_EXTRA, shipped_model_as_base
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # evals/ and tools/ are repo folders, not installed packages
@@ -145,9 +145,9 @@ def test_first_paragraph_joins_wrapped_lines():
 
 def tiny_run(tmp_path: Path, name: str, steps: int, *extra: str) -> tuple[Path, Path, Path, list[str]]:
     """(base, run dir, model folder, argv) of a training run on 8 pairs of three small packages,
-    from the shipped model as the base (the test is skipped without it)."""
-    if not (SHIPPED_MODEL / "model.safetensors").is_file():
-        pytest.skip("shipped model missing")
+    from a SPLADE-tiny checkpoint as the base (the test is skipped without it)."""
+    if not (CHECKPOINT_MODEL / "model.safetensors").is_file():
+        pytest.skip("checkpoint model missing (tools/train/teachers/distill1)")
     base = tmp_path / "base"
     if not base.is_dir():
         shipped_model_as_base(base)

@@ -1,4 +1,4 @@
-"""``python -m tools.train --minutes 30 --out src/codelsr/models/splade-code-tiny``."""
+"""``python -m tools.train --minutes 30 --out tools/train/runs/default/model`` (tools/train/README.md)."""
 
 from tools.train.train import main
 

@@ -31,11 +31,12 @@ def _lexical() -> SparseEncoder:
     return LexicalEncoder()
 
 
-# codelsr's own model, shipped in the package (docs/model.md, tools/train/): SPLADE-tiny trained
-# (run distill1, 2026-12-02) on docstring->function and prose pairs with a MiniLM teacher.
-# Documents are cut at 256 WordPiece tokens (512 was worse on validation), queries at 64, the
-# length it was trained with (512 scored the same on validation and worse on DS-1000's long
-# prompts: docs/model.md).
+# codelsr's own model, shipped in the package as an int8 ONNX-only folder (docs/model.md,
+# tools/train/): since 2026-12-08 a 3-layer MiniLM student distilled from MiniLM and from the
+# previous SPLADE-tiny model on docstring->function and prose pairs, the weight soup of two
+# checkpoints of one run (mini7 + mini8). Documents are cut at 256 WordPiece tokens, queries at 64,
+# the lengths it was trained and chosen with (512-token queries scored the same on validation and
+# worse on DS-1000's long prompts: docs/model.md).
 SHIPPED_MODEL_NAME = "splade-code-tiny"
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / SHIPPED_MODEL_NAME
 SHIPPED_WINDOWS = {"max_length_doc": 256, "max_length_query": 64}  # also what a candidate model is judged with

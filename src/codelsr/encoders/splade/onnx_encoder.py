@@ -1,6 +1,6 @@
 """A masked-LM SPLADE checkpoint run by ONNX Runtime and ``tokenizers``: no torch, no transformers.
 
-Why: the shipped model has 4.4M parameters, yet torch + transformers cost seconds to import and a
+Why: the shipped model is small (17M parameters, int8), yet torch + transformers cost seconds to import and a
 large install. The network (after the token-embedding lookup, up to the MLM head's output layer)
 runs in ONNX Runtime; the lookup, that output layer and the SPLADE pooling run here in numpy, the
 same computation as :class:`codelsr.encoders.splade.SpladeEncoder`:
