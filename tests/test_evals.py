@@ -244,3 +244,29 @@ def test_dense_cache_does_not_wait_for_a_writer_that_died(tmp_path):
     cached.with_suffix(".pid").write_text("999999999")  # no such process
     _wait_for_other_writer(cached, poll=0.01)  # returns at once
     assert not cached.exists()
+
+
+def test_page_system_scores_one_vector_per_document_like_dense(tiny_task):
+    system = make_system("page:lexical")
+    info = system.index(tiny_task)
+    assert system.name == "page:lexical" and info["docs"] == 3 and info["encoder_id"].startswith("lexical")
+    results = system.search(tiny_task.queries)
+    assert {q: rank(r)[0] for q, r in results.items()} == {"q1": "tok", "q2": "lev", "q3": "cfg"}
+    assert evaluate(tiny_task.qrels, results)["nDCG@10"] == 100.0
+    # Documents that share no term with the query are not returned at all.
+    assert [d for d, _ in system.search({"q": "levenshtein"})["q"]] == ["lev"]
+
+
+def test_page_system_reads_only_the_first_characters_dense_reads():
+    from evals.systems.dense import MAX_CHARS
+
+    filler = "plain words about nothing in particular\n" * (MAX_CHARS // 40 + 5)
+    corpus = {"head": Doc("", "zanzibar quokka\n" + filler), "tail": Doc("", filler + "zanzibar marmot\n")}
+    task = Task("cut", corpus, {"q": "zanzibar marmot"}, {"q": {"tail": 1}}, kind="text")
+    page = make_system("page:lexical")
+    page.index(task)
+    assert rank(page.search(task.queries)["q"]) == ["head"]  # the tail's words were never read
+    # The product's chunks read the whole document and find it.
+    library = LibrarySystem("lexical")
+    library.index(task)
+    assert rank(library.search(task.queries)["q"])[0] == "tail"

@@ -16,6 +16,9 @@ System specs (``--systems``):
   ``repo@<context scheme>:<encoder spec>`` and ``codelsr@<context scheme>:<encoder spec>`` build
   their index with another context header scheme (``repo@none:lexical``: chunks encoded without a
   header, codelsr before issue 18).
+* ``page:<encoder spec>``: a codelsr encoder with ``dense``'s unit, one vector per document from its
+  first 4,000 characters, exact scores, no chunks (:mod:`evals.systems.page`): the encoder measured
+  as MiniLM is, apart from what codelsr's chunks and hit list do.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ def make_system(spec: str) -> System:
 
         return DenseSystem()
     kind, _, encoder = spec.partition(":")
+    if kind == "page":
+        from evals.systems.page import PageSystem
+
+        return PageSystem(encoder or "lexical")
     if kind == "repo" or kind.startswith("repo@"):
         from evals.systems.repo import RepoSystem
 
@@ -72,4 +79,4 @@ def make_system(spec: str) -> System:
             return AgentSystem(encoder)
         return LibrarySystem(encoder, kind.partition("@")[2] or None)
     raise ValueError(f"unknown system {spec!r}: use one of {', '.join(BASELINES)}, "
-                     "'codelsr:<encoder spec>', 'agent:<encoder spec>' or 'repo:<encoder spec>' (e.g. codelsr:lexical)")
+                     "'codelsr:<encoder spec>', 'agent:<encoder spec>', 'repo:<encoder spec>' or 'page:<encoder spec>' (e.g. codelsr:lexical)")

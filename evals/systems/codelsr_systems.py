@@ -79,7 +79,9 @@ def hits_to_ranking(paths: list[str], path_to_doc: dict[str, str], k: int) -> Ra
     return [(doc, float(len(ranked) - i)) for i, doc in enumerate(ranked)]
 
 
-def _clip(query: str) -> str:
+def clip_query(query: str) -> str:
+    """The query as codelsr accepts it: stripped and cut to its length limit, as an agent that got
+    the error would cut it."""
     from codelsr.search import MAX_QUERY_CHARS
 
     return query.strip()[:MAX_QUERY_CHARS]
@@ -119,7 +121,7 @@ class LibrarySystem:
             offset: int | None = 0
             try:
                 for _ in range(MAX_PAGES):
-                    result = search_index(self.reader, _clip(query), k=MAX_K, offset=offset, max_chars=0)
+                    result = search_index(self.reader, clip_query(query), k=MAX_K, offset=offset, max_chars=0)
                     paths += [h.path for h in result.hits]
                     offset = result.next_offset
                     if offset is None or len(set(paths)) >= k:
@@ -168,7 +170,7 @@ class AgentSystem:
         out = {}
         async with self._client() as client:
             for qid, query in queries.items():
-                query = _clip(query)
+                query = clip_query(query)
                 if not query:
                     out[qid] = []
                     continue

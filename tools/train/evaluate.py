@@ -31,32 +31,13 @@ def eval_task(packages: Sequence[str] | None = None) -> tuple[list[Pair], list[P
     return m.pairs, m.corpus
 
 
-def _matrix(vectors: Sequence[dict[str, float]], vocab: dict[str, int], grow: bool) -> Any:
-    import numpy as np
-
-    rows, cols, vals = [], [], []
-    for i, vec in enumerate(vectors):
-        for t, w in vec.items():
-            j = vocab.get(t)
-            if j is None:
-                if not grow:
-                    continue
-                j = vocab[t] = len(vocab)
-            rows.append(i)
-            cols.append(j)
-            vals.append(w)
-    return rows, cols, np.asarray(vals, dtype=np.float32)
-
-
 def score_matrix(doc_vecs: Sequence[dict[str, float]], query_vecs: Sequence[dict[str, float]]) -> Any:
     """Dense (n_queries, n_docs) dot products of sparse vectors."""
-    from scipy import sparse
+    from evals.systems.page import sparse_rows
 
     vocab: dict[str, int] = {}
-    r, c, v = _matrix(doc_vecs, vocab, grow=True)
-    dmat = sparse.csr_matrix((v, (r, c)), shape=(len(doc_vecs), len(vocab)))
-    r, c, v = _matrix(query_vecs, vocab, grow=False)
-    qmat = sparse.csr_matrix((v, (r, c)), shape=(len(query_vecs), len(vocab)))
+    dmat = sparse_rows(list(doc_vecs), vocab, grow=True)
+    qmat = sparse_rows(list(query_vecs), vocab, grow=False)
     return (qmat @ dmat.T).toarray()
 
 
