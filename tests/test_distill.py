@@ -620,3 +620,71 @@ def test_the_library_split_keeps_the_held_out_pages_and_gold_and_adds_only_train
     excluded = D.excluded_names(exclude_scored=True) | frozenset(D.VALID_PACKAGES)
     P.check_clean(distractors, excluded)  # training documents only: no held-out, eval or scored library
     assert not {p.package for p in distractors} & set(D.VALID_PACKAGES)
+
+
+def test_readme_cloze_queries_take_one_sentence_per_section_out_of_the_whole_readme():
+    section = ("The retry helper waits longer after every failed attempt here. It doubles the delay each "
+               "time until the cap is reached. Callers may pass their own clock for tests. ")
+    body = f"# Tool\n\n## Retries\n\n{section * 2}\n\n## Short\n\nToo short to ask about.\n"
+    queries, rest = P.readme_cloze_queries(body)
+    assert len(queries) == 1 and queries[0] in section  # the short section gives no query
+    assert rest.count(queries[0]) == 1 and body.count(queries[0]) == 2  # taken out once, as readme_sections does
+    assert "## Short" in rest
+
+
+def test_the_library_files_split_adds_whole_readmes_and_asks_the_held_out_ones_from_inside(monkeypatch):
+    from tools.train import evaluate as E
+
+    base_q = [P.Pair("how do I parse a version", "", "", "", "")]
+    base_c = [P.Pair("parse(version)", "packaging.version.parse(version)\n\nParse a version string.", "packaging", "parse", "")]
+    monkeypatch.setattr(E, "library_validation_task", lambda cache_dir=None: (base_q, base_c, [[0]]))
+    queries, corpus, gold = E.library_files_task()
+    assert queries[0] == base_q[0] and corpus[0] == base_c[0] and gold[0] == [0]
+    readmes = [d for d in corpus[1:] if d.qualname == "README"]
+    if not readmes:
+        pytest.skip("no installed distribution has a long description here")
+    assert not [d for d in corpus[1:] if d.qualname not in ("README", "module")]
+    allowed = {name for name, _ in P.readme_documents(D.excluded_names(exclude_scored=True))}
+    assert {d.package for d in readmes} == allowed  # every README the trainer may read, and no other
+    held_out = allowed - {name for name, _ in P.readme_documents(D.excluded_names(exclude_scored=True)
+                                                                 | frozenset(D.VALID_PACKAGES))}
+    for q, g in zip(queries[1:], gold[1:]):
+        (doc,) = g
+        assert corpus[doc].package == q.package and q.package in held_out  # asked of its own held-out README
+        assert q.query not in corpus[doc].code or corpus[doc].code.count(q.query) < 2
+
+
+def test_the_library_files_split_builds_module_pages_of_training_packages_only(monkeypatch):
+    from tools.train import evaluate as E
+
+    held = P.Pair("", "packaging.version.parse(v)\n\nParse.", "packaging", "parse", "packaging/version.py")
+    a = P.Pair("", "rich.text.Text.split()\n\nSplit.", "rich", "Text.split", "rich/text.py")
+    b = P.Pair("", "rich.text.Text.join()\n\nJoin.", "rich", "Text.join", "rich/text.py")
+    lone = P.Pair("", "rich.box.Box()\n\nA box.", "rich", "Box", "rich/box.py")
+    held2 = P.Pair("", "packaging.version.Version()\n\nA version.", "packaging", "Version", "packaging/version.py")
+    monkeypatch.setattr(E, "library_validation_task", lambda cache_dir=None: ([], [held, held2, a, b, lone], []))
+    _, corpus, _ = E.library_files_task()
+    modules = [d for d in corpus if d.qualname == "module"]
+    assert [(d.package, d.path) for d in modules] == [("rich", "rich/text.py")]  # not the held-out module, not a lone page
+    assert a.code in modules[0].code and b.code in modules[0].code and modules[0].code.startswith("rich/text.py")
+
+
+def test_chunk_units_score_a_document_at_its_best_chunk_and_can_keep_only_its_first():
+    import numpy as np
+
+    from tools.train.evaluate import chunk_units, metrics_from_scores, pool_documents, score_matrix
+
+    from codelsr.encoders.lexical import LexicalEncoder
+
+    filler = "\n".join(f"line {i} says nothing in particular" for i in range(200))
+    long_doc = f"guide title\n{filler}\nzanzibar quokka appears only here, deep inside\n{filler}"
+    texts, owner, first = chunk_units(["zanzibar reference page", long_doc], 25)
+    assert owner[0] == 0 and first[0] and (owner == 1).sum() > 2 and first.sum() == 2
+    enc = LexicalEncoder()
+    scores = score_matrix(enc.encode_documents(texts), enc.encode_queries(["quokka"]))
+    best = pool_documents(scores, owner, 2)
+    assert best.shape == (1, 2) and best[0, 1] > 0 == best[0, 0]  # the deep window scores for its document
+    assert metrics_from_scores(best, [1])["ndcg@10"] == 1.0
+    head = pool_documents(scores, owner, 2, first)
+    assert not head.any()  # its first window knows nothing of it
+    assert np.array_equal(pool_documents(scores, owner, 2, np.ones_like(first)), best)

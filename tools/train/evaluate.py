@@ -94,11 +94,14 @@ def evaluate(encoder: Any, queries: Sequence[Pair], corpus: Sequence[Pair], gold
 
 
 def hybrid_sweep(spec: str, queries: Sequence[Pair], corpus: Sequence[Pair], weights: Sequence[float],
-                 gold: Sequence[Any] | None = None, as_served: bool = False,
+                 gold: Sequence[Any] | None = None, as_served: bool = False, units: str = "documents",
                  **kw: Any) -> dict[float, dict[str, float]]:
     """Metrics of SPLADE + w * BM25 for each w, encoding once (the hybrid's dot product, split;
     with ``as_served`` each half reads a long query in its own pieces, as search does). ``spec`` is
-    ``splade:<folder>``, ``onnx:<folder>`` or ``asym:<query folder>::<document folder>`` (:func:`build_encoder`)."""
+    ``splade:<folder>``, ``onnx:<folder>`` or ``asym:<query folder>::<document folder>`` (:func:`build_encoder`).
+    ``units="chunks"``: the documents are indexed as the product's chunks (:func:`chunk_units`) and
+    a document scores its best chunk; each result also gives ``first_chunk_ndcg@10``, the same
+    ranking with each document reduced to its first chunk."""
     from codelsr.encoders.lexical import LexicalEncoder
 
     if not spec.startswith(("splade:", "onnx:", "asym:")):
@@ -106,13 +109,25 @@ def hybrid_sweep(spec: str, queries: Sequence[Pair], corpus: Sequence[Pair], wei
                          "or asym:<query folder>::<document folder>")
     splade = build_encoder(spec, **kw)
     texts = [p.code for p in corpus]
+    if units == "chunks":
+        from codelsr.encoders import window_lines
+
+        texts, owner, first = chunk_units(texts, window_lines(splade))
     sd = splade.encode_documents(texts)
     sq = encode_query_list(splade, [p.query for p in queries], as_served)
     lex = LexicalEncoder()
     ld = lex.encode_documents(texts)
     lq = encode_query_list(lex.bind_collection(len(ld), document_frequencies(ld)), [p.query for p in queries], as_served)
     s_scores, l_scores = score_matrix(sd, sq), score_matrix(ld, lq)
-    return {w: metrics_from_scores(s_scores + w * l_scores, gold) for w in weights}
+    if units != "chunks":
+        return {w: metrics_from_scores(s_scores + w * l_scores, gold) for w in weights}
+    out = {}
+    for w in weights:
+        both = s_scores + w * l_scores
+        out[w] = metrics_from_scores(pool_documents(both, owner, len(corpus)), gold)
+        out[w]["first_chunk_ndcg@10"] = metrics_from_scores(pool_documents(both, owner, len(corpus), first), gold)["ndcg@10"]
+        out[w]["chunks"] = len(texts)
+    return out
 
 
 def validation_task(cache_dir: str = "tools/train/runs/cache", exclude_scored: bool = False) -> tuple[list[Pair], list[Pair]]:
@@ -223,6 +238,71 @@ def library_validation_task(cache_dir: str = "tools/train/runs/cache") -> tuple[
     return problems + questions, pages + distractors, gold_p + gold_q
 
 
+def library_files_task(cache_dir: str = "tools/train/runs/cache") -> tuple[list[Pair], list[Pair], list[list[int]]]:
+    """``validation-library`` plus long documents, for scoring through the product's chunks
+    (``--units chunks``): the whole READMEs of the installed distributions the trainer may read
+    (distractors of many windows each, like DevDocs' guide pages), and of the held-out packages'
+    distributions, each the gold of inverse-cloze queries from its own sections (the sentence
+    taken out: the answer is inside a long document, not at its head); and a module page for
+    each module of a training package with two or more reference pages (its pages one after the
+    other, like DevDocs' module pages; never a held-out package's, whose pages are gold). The 209 hand-written
+    queries come first, in ``validation-library``'s order; the README queries follow. It exists
+    because ``validation-library``'s documents are cut to 2,000 characters, one chunk each, so it
+    cannot see what a long file's many windows do to a ranked list."""
+    from tools.train import data as D
+    from tools.train.prose import readme_cloze_queries, readme_documents
+
+    queries, corpus, gold = library_validation_task(cache_dir)
+    queries, corpus, gold = list(queries), list(corpus), [list(g) for g in gold]
+    excluded = D.excluded_names(exclude_scored=True)
+    held_out = set(D.VALID_PACKAGES)
+    gold_readmes = {name for name, _ in readme_documents(excluded)} - {
+        name for name, _ in readme_documents(excluded | held_out)}
+    for name, body in readme_documents(excluded):
+        if name in gold_readmes:
+            cloze, body = readme_cloze_queries(body)
+            for q in cloze:
+                queries.append(Pair(q, "", name, "README", ""))
+                gold.append([len(corpus)])
+        corpus.append(Pair("", f"{name} README\n\n{body.strip()}", name, "README", ""))
+    modules: dict[tuple[str, str], list[str]] = {}
+    for doc in corpus:
+        if doc.path.endswith(".py") and doc.package not in held_out:
+            modules.setdefault((doc.package, doc.path), []).append(doc.code)
+    for (package, path), pages in modules.items():
+        if len(pages) > 1:
+            corpus.append(Pair("", f"{path} reference\n\n" + "\n\n".join(pages), package, "module", path))
+    return queries, corpus, gold
+
+
+def chunk_units(texts: Sequence[str], window: int | None) -> tuple[list[str], Any, Any]:
+    """The product's chunks of each text, as a text file of the product's index gets them
+    (:func:`codelsr.chunking.chunk_file`, default options, ``window`` lines for the encoder):
+    (the chunks' encoded texts, the document of each chunk, whether it is its document's first)."""
+    import numpy as np
+
+    from codelsr.chunking import chunk_file
+
+    out, owner, first = [], [], []
+    for i, text in enumerate(texts):
+        for k, chunk in enumerate(chunk_file(f"docs/{i:05d}.txt", text, window_lines=window)):
+            out.append(chunk.encoded_text)
+            owner.append(i)
+            first.append(k == 0)
+    return out, np.asarray(owner, dtype=np.int64), np.asarray(first, dtype=bool)
+
+
+def pool_documents(scores: Any, owner: Any, n_docs: int, mask: Any = None) -> Any:
+    """(n_queries, n_docs) scores from chunk scores: a document scores its best chunk (among
+    ``mask``'s, when given), as the product's hit list ranks a file at its best chunk."""
+    import numpy as np
+
+    out = np.zeros((scores.shape[0], n_docs), dtype=np.float64)
+    cols = np.arange(scores.shape[1]) if mask is None else np.flatnonzero(mask)
+    np.maximum.at(out.T, owner[cols], scores[:, cols].T)
+    return out
+
+
 def bm25s_metrics(queries: Sequence[Pair], corpus: Sequence[Pair], gold: Sequence[Any] | None = None) -> dict[str, float]:
     """bm25s (Lucene BM25, k1 1.5, b 0.75) over codelsr's code-aware terms, for comparison."""
     import bm25s
@@ -313,8 +393,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="leave out the first N queries, before --limit (validation-library: --limit 87 is its "
                          "problem statements, --skip 87 its questions)")
     ap.add_argument("--task", choices=["mined-docstrings", "validation", "validation-prose", "validation-long",
-                                           "validation-questions", "validation-problems", "validation-library"],
+                                           "validation-questions", "validation-problems", "validation-library",
+                                           "validation-library-files"],
                     default="mined-docstrings")
+    ap.add_argument("--units", choices=["documents", "chunks"], default="documents",
+                    help="with --sweep: score whole documents (default) or the product's chunks of them, a "
+                         "document at its best chunk")
     ap.add_argument("--sweep", nargs="*", type=float,
                     help="lexical weights to sweep (splade:, onnx: and asym:<query folder>::<document folder> only)")
     ap.add_argument("--exclude-scored", action="store_true",
@@ -331,11 +415,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validation-questions": question_validation_task,
         "validation-problems": problem_validation_task,
         "validation-library": library_validation_task,
+        "validation-library-files": library_files_task,
     }
     queries, corpus, gold = tasks[args.task]()
     gold = list(gold) if gold is not None else list(range(len(queries)))
     # long queries: read as search reads them (codelsr.queries), in pieces of the encoder's window
-    as_served = args.task in ("validation-long", "validation-problems", "validation-library")
+    as_served = args.task in ("validation-long", "validation-problems", "validation-library", "validation-library-files")
     if args.skip:
         queries, gold = queries[args.skip :], gold[args.skip :]
     if args.limit:
@@ -351,11 +436,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         if args.sweep:
             sweep_spec = spec if spec.startswith(("splade:", "onnx:", "asym:")) else f"splade:{spec}"  # a bare folder, as before
-            res_by_w = hybrid_sweep(sweep_spec, queries, corpus, args.sweep, gold, as_served,
+            res_by_w = hybrid_sweep(sweep_spec, queries, corpus, args.sweep, gold, as_served, args.units,
                                     max_length_doc=args.max_length_doc,
                                     max_length_query=args.max_length_query, dtype=args.dtype)
             for w, res in res_by_w.items():
-                print(json.dumps({"encoder": spec, "task": args.task, "lexical_weight": w, **res}), flush=True)
+                print(json.dumps({"encoder": spec, "task": args.task, "units": args.units, "lexical_weight": w, **res}),
+                      flush=True)
             continue
         kw = {} if spec == "lexical" else {"max_length_doc": args.max_length_doc, "dtype": args.dtype,
                                            "max_length_query": args.max_length_query}

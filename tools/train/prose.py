@@ -27,8 +27,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from evals.mining import Pair, excluded_component, first_paragraph, package_dir, package_files, query_key
 
-__all__ = ["check_clean", "long_query", "long_query_pairs", "prose_pairs", "readme_sections", "reference_pages",
-           "split_sections"]
+__all__ = ["check_clean", "long_query", "long_query_pairs", "prose_pairs", "readme_cloze_queries", "readme_documents",
+           "readme_sections", "reference_pages", "split_sections"]
 
 MAX_DOC_CHARS = 2000  # about 400 word pieces: past what the student reads in training
 MIN_REST_CHARS = 80  # a page must say more than its summary
@@ -181,6 +181,30 @@ def _distributions(excluded: frozenset[str]) -> Iterator[tuple[str, str]]:
         body = dist.metadata.get_payload() or dist.metadata.get("Description") or ""  # type: ignore[attr-defined]
         if body.strip():
             yield name, body
+
+
+def readme_documents(exclude: Iterable[str]) -> list[tuple[str, str]]:
+    """(distribution name, whole long description) of installed distributions that ``exclude``
+    allows: the READMEs :func:`readme_sections` cuts into sections, whole and uncut."""
+    return list(_distributions(frozenset(exclude)))
+
+
+def readme_cloze_queries(body: str, *, seed: int = 13) -> tuple[list[str], str]:
+    """One inverse-cloze query per section of the README ``body`` (a sentence of the section, as
+    :func:`readme_sections` picks them), and the README with every query sentence taken out (a
+    sentence broken across lines stays in, as in :func:`readme_sections`): queries whose answer is
+    somewhere inside a long document."""
+    rng = random.Random(seed)
+    queries = []
+    for _, text in split_sections(body):
+        if len(text) < MIN_SECTION_CHARS:
+            continue
+        sentences = _sentences(text)
+        if len(sentences) >= 2:
+            queries.append(rng.choice(sentences)[:MAX_QUERY_CHARS])
+    for query in queries:
+        body = body.replace(query, " ", 1)
+    return queries, body
 
 
 def readme_sections(exclude: Iterable[str], *, seed: int = 13) -> list[Pair]:
