@@ -688,3 +688,12 @@ def test_chunk_units_score_a_document_at_its_best_chunk_and_can_keep_only_its_fi
     head = pool_documents(scores, owner, 2, first)
     assert not head.any()  # its first window knows nothing of it
     assert np.array_equal(pool_documents(scores, owner, 2, np.ones_like(first)), best)
+
+
+def test_chunk_units_are_refused_where_they_would_be_ignored():
+    from tools.train.evaluate import hybrid_sweep, main
+
+    with pytest.raises(SystemExit):  # argparse's error: --units chunks only changes the sweep
+        main(["--encoder", "onnx:nowhere", "--units", "chunks"])
+    with pytest.raises(ValueError, match="documents or chunks"):
+        hybrid_sweep("onnx:nowhere", [], [], [0.0], units="pages")

@@ -107,6 +107,8 @@ def hybrid_sweep(spec: str, queries: Sequence[Pair], corpus: Sequence[Pair], wei
     if not spec.startswith(("splade:", "onnx:", "asym:")):
         raise ValueError(f"{spec!r}: a hybrid sweep needs splade:<folder>, onnx:<folder> "
                          "or asym:<query folder>::<document folder>")
+    if units not in ("documents", "chunks"):
+        raise ValueError(f"units {units!r}: choose documents or chunks")
     splade = build_encoder(spec, **kw)
     texts = [p.code for p in corpus]
     if units == "chunks":
@@ -404,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--exclude-scored", action="store_true",
                     help="with --task validation: the validation set of a --exclude-scored training run")
     args = ap.parse_args(argv)
+    if args.units == "chunks" and not args.sweep:
+        ap.error("--units chunks scores the hybrid sweep: add --sweep (for instance --sweep 0 0.2)")
     import torch
 
     torch.set_num_threads(args.threads)
