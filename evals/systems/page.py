@@ -13,7 +13,6 @@ exact dot products. It is a yardstick for encoders, not something the product do
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,27 +20,8 @@ import numpy as np
 from evals.metrics import Ranking
 from evals.systems.codelsr_systems import clip_query
 from evals.systems.dense import MAX_CHARS
+from evals.sparse_matrix import sparse_rows
 from evals.tasks import Task
-
-
-def sparse_rows(vectors: Sequence[dict[str, float]], columns: dict[str, int], grow: bool) -> Any:
-    """A CSR matrix of ``vectors`` over ``columns`` (term -> column); with ``grow`` new terms get
-    new columns, without it terms outside ``columns`` are dropped (they cannot score)."""
-    from scipy import sparse
-
-    rows, cols, vals = [], [], []
-    for i, vector in enumerate(vectors):
-        for term, weight in vector.items():
-            j = columns.get(term)
-            if j is None:
-                if not grow:
-                    continue
-                j = columns[term] = len(columns)
-            rows.append(i)
-            cols.append(j)
-            vals.append(weight)
-    return sparse.csr_matrix((np.asarray(vals, dtype=np.float32), (rows, cols)),
-                             shape=(len(vectors), max(1, len(columns))))
 
 
 class PageSystem:

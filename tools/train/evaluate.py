@@ -33,7 +33,7 @@ def eval_task(packages: Sequence[str] | None = None) -> tuple[list[Pair], list[P
 
 def score_matrix(doc_vecs: Sequence[dict[str, float]], query_vecs: Sequence[dict[str, float]]) -> Any:
     """Dense (n_queries, n_docs) dot products of sparse vectors."""
-    from evals.systems.page import sparse_rows
+    from evals.sparse_matrix import sparse_rows
 
     vocab: dict[str, int] = {}
     dmat = sparse_rows(list(doc_vecs), vocab, grow=True)
