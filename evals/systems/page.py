@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from evals.metrics import Ranking
 from evals.systems.codelsr_systems import clip_query
 from evals.systems.dense import MAX_CHARS
@@ -45,14 +43,11 @@ class PageSystem:
                 "docs": len(vectors), "terms_per_doc": round(self.documents.nnz / max(1, len(vectors)), 1)}
 
     def search(self, queries: dict[str, str], k: int = 100) -> dict[str, Ranking]:
+        from codelsr.index.backends import top_k_rows
         from codelsr.queries import encode_query
 
         qids = list(queries)
         q = sparse_rows([encode_query(self.encoder, clip_query(queries[x])) for x in qids], self.columns, grow=False)
         scores = (q @ self.documents.T).toarray()
-        out = {}
-        for row, qid in enumerate(qids):
-            s = scores[row]
-            top = np.argpartition(-s, min(k, s.size) - 1)[:k] if s.size > k else np.arange(s.size)
-            out[qid] = [(self.doc_ids[i], float(s[i])) for i in top if s[i] > 0]
-        return out
+        return {qid: [(self.doc_ids[i], score) for i, score in top_k_rows(scores[row], k)]
+                for row, qid in enumerate(qids)}

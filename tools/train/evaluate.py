@@ -258,9 +258,9 @@ def library_files_task(cache_dir: str = "tools/train/runs/cache") -> tuple[list[
     queries, corpus, gold = list(queries), list(corpus), [list(g) for g in gold]
     excluded = D.excluded_names(exclude_scored=True)
     held_out = set(D.VALID_PACKAGES)
-    gold_readmes = {name for name, _ in readme_documents(excluded)} - {
-        name for name, _ in readme_documents(excluded | held_out)}
-    for name, body in readme_documents(excluded):
+    readmes = readme_documents(excluded)
+    gold_readmes = {name for name, _ in readmes} - {name for name, _ in readme_documents(excluded | held_out)}
+    for name, body in readmes:
         if name in gold_readmes:
             cloze, body = readme_cloze_queries(body)
             for q in cloze:
